@@ -31,7 +31,7 @@ pub mod mesh {
 
 /// Package `kuma.system.v1alpha1`.
 pub mod system {
-    /// Zone, ZoneInsight, Secret/GlobalSecret, Config, DataSource.
+    /// Zone, ZoneInsight, Secret/GlobalSecret, Config, DataSource, inter-CP ping.
     #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
     pub mod v1alpha1 {
         tonic::include_proto!("kuma.system.v1alpha1");

@@ -195,6 +195,26 @@ fn message_descriptor(kind: ResourceType) -> prost_reflect::MessageDescriptor {
         .unwrap_or_else(|| panic!("registry names {name}, which kds-proto does not define"))
 }
 
+/// Go's protojson prints a double that holds a whole number without a fraction (`2048`, not
+/// `2048.0`); Struct values (`conf: {port: 5670}`) are doubles, so users would see the
+/// difference.
+fn whole_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64()
+                && n.is_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *n = serde_json::Number::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(whole_floats_as_integers),
+        _ => {}
+    }
+}
+
 impl Spec {
     /// The proto3 JSON form (camelCase names, default values left out) as Kuma renders it.
     pub fn to_json(&self) -> serde_json::Value {
@@ -204,9 +224,11 @@ impl Spec {
         let dynamic = DynamicMessage::decode(desc, bytes.as_slice())
             .unwrap_or_else(|e| panic!("re-decoding own {} spec: {e}", self.kind()));
         let options = SerializeOptions::new().skip_default_fields(true);
-        dynamic
+        let mut value = dynamic
             .serialize_with_options(serde_json::value::Serializer, &options)
-            .unwrap_or_else(|e| panic!("serializing own {} spec: {e}", self.kind()))
+            .unwrap_or_else(|e| panic!("serializing own {} spec: {e}", self.kind()));
+        whole_floats_as_integers(&mut value);
+        value
     }
 
     /// Parses the proto3 JSON form; both camelCase and snake_case names are accepted.
