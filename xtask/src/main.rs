@@ -1,0 +1,203 @@
+//! Developer tasks for kuma-rs, run as `cargo xtask <task>` instead of shell scripts.
+//! `cargo xtask test` is the one command that checks everything (CI runs it); `cargo xtask pg`
+//! hands a developer a throwaway PostgreSQL.
+
+mod cmd;
+mod pg;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Developer tasks for kuma-rs"
+)]
+enum Task {
+    /// Run every check CI runs: rustfmt, clippy, tidy, then all tests (cargo-nextest) and doc
+    /// tests against PostgreSQL (DATABASE_URL, else a throwaway one).
+    Test {
+        /// Extra arguments for `cargo nextest run`, after `--` (e.g. `-- -E 'test(config)'`).
+        #[arg(last = true)]
+        nextest_args: Vec<String>,
+    },
+    /// Start a throwaway PostgreSQL, print its DATABASE_URL, and remove it on Ctrl-C.
+    Pg,
+    /// Run only the tidy checks (crate docs, layering).
+    Tidy,
+}
+
+fn main() -> ExitCode {
+    let task = Task::parse();
+    let result = cmd::install_interrupt_handler().and_then(|()| match task {
+        Task::Test { nextest_args } => test(&nextest_args),
+        Task::Pg => pg(),
+        Task::Tidy => tidy::run(&workspace_root()),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let xtask_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir.parent().unwrap_or(xtask_dir).to_owned()
+}
+
+fn cargo(root: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.args(args).current_dir(root);
+    command
+}
+
+// === cargo xtask test ===
+
+/// Steps run one after another; a failed step does not stop the next (so one run shows
+/// every problem), except where a later step needs an earlier one. Ctrl-C stops at once.
+struct Steps {
+    results: Vec<(&'static str, Duration, bool)>,
+}
+
+impl Steps {
+    fn run<T>(
+        &mut self,
+        name: &'static str,
+        step: impl FnOnce() -> Result<T>,
+    ) -> Result<Option<T>> {
+        cmd::check_interrupted()?;
+        eprintln!("\n==> {name}");
+        let start = Instant::now();
+        let result = step();
+        let elapsed = start.elapsed();
+        cmd::check_interrupted()?;
+        let value = match result {
+            Ok(value) => {
+                eprintln!("<== {name}: ok in {elapsed:.1?}");
+                Some(value)
+            }
+            Err(error) => {
+                eprintln!("<== {name}: FAILED in {elapsed:.1?}: {error:#}");
+                None
+            }
+        };
+        self.results.push((name, elapsed, value.is_some()));
+        Ok(value)
+    }
+
+    fn finish(self) -> Result<()> {
+        eprintln!("\nsummary:");
+        for (name, elapsed, ok) in &self.results {
+            eprintln!(
+                "  {:<8} {name} ({elapsed:.1?})",
+                if *ok { "ok" } else { "FAILED" }
+            );
+        }
+        let failed: Vec<&str> = self
+            .results
+            .iter()
+            .filter(|(_, _, ok)| !ok)
+            .map(|(name, _, _)| *name)
+            .collect();
+        if !failed.is_empty() {
+            bail!("failed: {}", failed.join(", "));
+        }
+        Ok(())
+    }
+}
+
+fn test(nextest_args: &[String]) -> Result<()> {
+    let root = workspace_root();
+    let start = Instant::now();
+    let mut steps = Steps {
+        results: Vec::new(),
+    };
+
+    steps.run("rustfmt", || {
+        cmd::run(&mut cargo(&root, &["fmt", "--all", "--", "--check"]))
+    })?;
+    steps.run("clippy", || {
+        cmd::run(&mut cargo(
+            &root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ))
+    })?;
+    steps.run("tidy", || tidy::run(&root))?;
+
+    let Some(postgres) = steps.run("postgres", || {
+        let postgres = pg::for_tests()?;
+        eprintln!(
+            "using {}: DATABASE_URL={}",
+            postgres.description(),
+            pg::redact(postgres.url())
+        );
+        Ok(postgres)
+    })?
+    else {
+        // Tests that need PostgreSQL would fail or, worse, skip: stop here.
+        return steps.finish();
+    };
+
+    let nextest = cmd::works(
+        std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+        &["nextest", "--version"],
+    );
+    if nextest {
+        steps.run("tests (nextest)", || {
+            let mut command = cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]);
+            command
+                .args(nextest_args)
+                .env("DATABASE_URL", postgres.url());
+            cmd::run(&mut command)
+        })?;
+        steps.run("doc tests", || {
+            let mut command = cargo(&root, &["test", "--workspace", "--doc"]);
+            command.env("DATABASE_URL", postgres.url());
+            cmd::run(&mut command)
+        })?;
+    } else {
+        eprintln!(
+            "\nnote: cargo-nextest is not installed; running `cargo test --workspace` instead (it runs doc tests too)"
+        );
+        steps.run("tests (cargo test)", || {
+            let mut command = cargo(&root, &["test", "--workspace", "--no-fail-fast"]);
+            command
+                .args(nextest_args)
+                .env("DATABASE_URL", postgres.url());
+            cmd::run(&mut command)
+        })?;
+    }
+    drop(postgres);
+
+    eprintln!("\ntotal {:.1?}", start.elapsed());
+    steps.finish()
+}
+
+// === cargo xtask pg ===
+
+fn pg() -> Result<()> {
+    let postgres = pg::throwaway()?;
+    println!("DATABASE_URL={}", postgres.url());
+    eprintln!(
+        "{}; press Ctrl-C to stop and remove it",
+        postgres.description()
+    );
+    cmd::wait_for_interrupt();
+    Ok(())
+}
