@@ -5,4 +5,8 @@
 //! This crate holds no sync (KDS) and no xDS logic: those live in their own rooms and take
 //! their settings from [`config::Config`].
 
+pub mod auth;
 pub mod config;
+pub mod defaults;
+pub mod diagnostics;
+mod store_settings;
