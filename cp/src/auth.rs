@@ -8,7 +8,7 @@ pub const ADMIN_GROUP: &str = "mesh-system:admin";
 /// Every caller that presented a valid token.
 pub const AUTHENTICATED_GROUP: &str = "mesh-system:authenticated";
 /// Callers without a token.
-pub const ANONYMOUS_GROUP: &str = "mesh-system:anonymous";
+pub const ANONYMOUS_GROUP: &str = "mesh-system:unauthenticated";
 /// The user name of the built-in administrator (localhost and the admin token).
 pub const ADMIN_USER: &str = "mesh-system:admin";
 /// The user name of a caller without a token.
@@ -24,12 +24,18 @@ pub struct Identity {
 impl Identity {
     /// The administrator: requests from localhost, and holders of an admin token.
     pub fn admin() -> Self {
-        Identity { name: ADMIN_USER.into(), groups: vec![ADMIN_GROUP.into(), AUTHENTICATED_GROUP.into()] }
+        Identity {
+            name: ADMIN_USER.into(),
+            groups: vec![ADMIN_GROUP.into(), AUTHENTICATED_GROUP.into()],
+        }
     }
 
     /// A caller that presented no token.
     pub fn anonymous() -> Self {
-        Identity { name: ANONYMOUS_USER.into(), groups: vec![ANONYMOUS_GROUP.into()] }
+        Identity {
+            name: ANONYMOUS_USER.into(),
+            groups: vec![ANONYMOUS_GROUP.into()],
+        }
     }
 
     pub fn is_admin(&self) -> bool {

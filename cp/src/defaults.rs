@@ -66,7 +66,9 @@ mod tests {
         let store = MemoryStore::new();
         assert!(ensure_default_mesh(&store).await.expect("created"));
         assert!(!ensure_default_mesh(&store).await.expect("exists"));
-        let mesh = store.get(&ResourceKey::global(ResourceType::Mesh, DEFAULT_MESH)).await;
+        let mesh = store
+            .get(&ResourceKey::global(ResourceType::Mesh, DEFAULT_MESH))
+            .await;
         assert!(mesh.is_ok());
     }
 }

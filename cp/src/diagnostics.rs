@@ -29,12 +29,18 @@ impl Readiness {
 
     /// Components that are not ready; empty when the process is ready.
     pub fn not_ready(&self) -> Vec<String> {
-        self.lock().iter().filter(|(_, ready)| !**ready).map(|(name, _)| name.clone()).collect()
+        self.lock()
+            .iter()
+            .filter(|(_, ready)| !**ready)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
         // A panic while holding this lock cannot leave the map inconsistent.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -58,20 +64,29 @@ async fn ready(State(state): State<DiagnosticsState>) -> impl IntoResponse {
     if waiting.is_empty() {
         (StatusCode::OK, "ready".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}", waiting.join(", ")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}", waiting.join(", ")),
+        )
     }
 }
 
 async fn metrics_text(State(state): State<DiagnosticsState>) -> impl IntoResponse {
     let mut text = String::new();
     let encoded = {
-        let registry = state.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let registry = state
+            .metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         prometheus_client::encoding::text::encode(&mut text, &registry)
     };
     match encoded {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             text,
         )
             .into_response(),
@@ -93,7 +108,9 @@ mod tests {
             .await
             .expect("response");
         let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -109,7 +126,10 @@ mod tests {
         assert_eq!(body, "not ready: api-server, store");
         readiness.set_ready("api-server", true);
         readiness.set_ready("store", true);
-        assert_eq!(status(&app, "/ready").await, (StatusCode::OK, "ready".to_string()));
+        assert_eq!(
+            status(&app, "/ready").await,
+            (StatusCode::OK, "ready".to_string())
+        );
     }
 
     #[tokio::test]
