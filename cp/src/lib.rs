@@ -5,8 +5,12 @@
 //! This crate holds no sync (KDS) and no xDS logic: those live in their own rooms and take
 //! their settings from [`config::Config`].
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod defaults;
 pub mod diagnostics;
+pub mod server;
+pub mod store_metrics;
 mod store_settings;
+pub mod tokens;

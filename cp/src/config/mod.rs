@@ -214,7 +214,14 @@ pub struct ApiServer {
     pub https: HttpsListener,
     /// `apiServer.readOnly`: only GET requests are served.
     pub read_only: bool,
+    pub authn: ApiAuthn,
     pub gui: Gui,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiAuthn {
+    /// `apiServer.authn.localhostIsAdmin`: requests from loopback are the admin user.
+    pub localhost_is_admin: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -396,6 +403,9 @@ impl Default for Config {
                     require_client_cert: false,
                 },
                 read_only: false,
+                authn: ApiAuthn {
+                    localhost_is_admin: true,
+                },
                 gui: Gui {
                     enabled: true,
                     base_path: "/gui".to_owned(),

@@ -422,6 +422,13 @@ pub static SETTINGS: &[Setting] = &[
         "Serve only GET requests"
     ),
     setting!(
+        "apiServer.authn.localhostIsAdmin",
+        KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN,
+        api_server.authn.localhost_is_admin,
+        "false",
+        "Treat requests from localhost as the admin user (set false to require tokens everywhere)"
+    ),
+    setting!(
         "apiServer.gui.enabled",
         KUMA_API_SERVER_GUI_ENABLED,
         api_server.gui.enabled,

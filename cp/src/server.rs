@@ -1,0 +1,217 @@
+//! Runs a control plane: opens the store, creates what a first start needs, serves the REST
+//! API and diagnostics, and shuts down gracefully. Both binaries call [`run`]; the global and
+//! zone differ only in the mode they pass (and, later, the sync and xDS rooms they add).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use model::CpMode;
+use prometheus_client::registry::Registry;
+use store::{ResourceStore, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::api::{self, ApiMetrics, ApiSettings, ApiState, ServerInfo};
+use crate::config::{Config, Mode};
+use crate::diagnostics::{self, Readiness};
+use crate::store_metrics::MeteredStore;
+use crate::{defaults, tokens};
+
+/// Why a control plane could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("opening the {backend} store: {source}")]
+    Store {
+        backend: &'static str,
+        source: StoreError,
+    },
+    #[error("first-start setup: {0}")]
+    Setup(String),
+    #[error("listening on {addr} ({what}): {source}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{what} server failed: {source}")]
+    Serve {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// The version this build reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn backend_of(config: &Config) -> &'static str {
+    config.store.kind.as_str()
+}
+
+/// Runs the control plane until `shutdown` resolves, then stops accepting connections,
+/// finishes requests in flight and closes the store.
+pub async fn run(
+    mut config: Config,
+    mode: CpMode,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    if mode == CpMode::Global {
+        config.mode = Mode::Global;
+    }
+    let readiness = Readiness::default();
+    readiness.register("store");
+    readiness.register("api-server");
+    let mut registry = Registry::default();
+
+    let backend = backend_of(&config);
+    let opened = store::open(&config.store_settings())
+        .await
+        .map_err(|source| RunError::Store { backend, source })?;
+    let store: Arc<dyn ResourceStore> = Arc::new(MeteredStore::new(opened, &mut registry));
+    readiness.set_ready("store", true);
+    info!(backend, "store opened");
+
+    let cluster_id = defaults::ensure_cluster_id(store.as_ref())
+        .await
+        .map_err(|e| RunError::Setup(format!("cluster id: {e}")))?;
+    if mode != CpMode::FederatedZone {
+        if !config.defaults.skip_mesh_creation
+            && defaults::ensure_default_mesh(store.as_ref())
+                .await
+                .map_err(|e| RunError::Setup(format!("default mesh: {e}")))?
+        {
+            info!(mesh = defaults::DEFAULT_MESH, "mesh created");
+        }
+        if let Err(e) = tokens::bootstrap_admin_token(&store).await {
+            warn!(error = %e, "could not create the admin user token");
+        }
+    }
+
+    let hostname = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let info = ServerInfo::new(VERSION, hostname, cluster_id, ServerInfo::gui_path(&config));
+    let metrics = ApiMetrics::register(&mut registry);
+    let authenticator = Arc::new(tokens::UserTokenAuthenticator::new(store.clone()));
+    let state = ApiState::new(
+        store.clone(),
+        authenticator,
+        metrics,
+        ApiSettings::from_config(&config, info),
+    );
+    let tokens_state = if mode == CpMode::FederatedZone {
+        tokens::TokensState::federated_zone(store.clone())
+    } else {
+        tokens::TokensState::new(store.clone())
+    };
+    let app = api::router_with(state, tokens::router().with_state(tokens_state));
+    let registry = Arc::new(Mutex::new(registry));
+    let diag = diagnostics::router(readiness.clone(), registry);
+
+    let api_addr = SocketAddr::new(
+        config.api_server.http.interface,
+        config.api_server.http.port,
+    );
+    let diag_addr = SocketAddr::new(
+        config.api_server.http.interface,
+        config.diagnostics.server_port,
+    );
+    let api_listener = TcpListener::bind(api_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            what: "API",
+            addr: api_addr,
+            source,
+        })?;
+    let diag_listener = TcpListener::bind(diag_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            what: "diagnostics",
+            addr: diag_addr,
+            source,
+        })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut servers = JoinSet::new();
+    let api_stop = stopped(stop_rx.clone());
+    servers.spawn(async move {
+        axum::serve(
+            api_listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(api_stop)
+        .await
+        .map_err(|source| RunError::Serve {
+            what: "API",
+            source,
+        })
+    });
+    let diag_stop = stopped(stop_rx.clone());
+    servers.spawn(async move {
+        axum::serve(diag_listener, diag.into_make_service())
+            .with_graceful_shutdown(diag_stop)
+            .await
+            .map_err(|source| RunError::Serve {
+                what: "diagnostics",
+                source,
+            })
+    });
+    readiness.set_ready("api-server", true);
+    info!(api = %api_addr, diagnostics = %diag_addr, mode = ?mode, "control plane ready");
+
+    let mut result = Ok(());
+    tokio::select! {
+        () = shutdown => info!("shutting down"),
+        Some(joined) = servers.join_next() => {
+            result = flatten(joined);
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(joined) = servers.join_next().await {
+        if let Err(e) = flatten(joined)
+            && result.is_ok()
+        {
+            result = Err(e);
+        }
+    }
+    drop(store);
+    info!("stopped");
+    result
+}
+
+fn flatten(joined: Result<Result<(), RunError>, tokio::task::JoinError>) -> Result<(), RunError> {
+    match joined {
+        Ok(r) => r,
+        Err(e) => Err(RunError::Serve {
+            what: "server task",
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
