@@ -215,6 +215,55 @@ fn whole_floats_as_integers(value: &mut serde_json::Value) {
     }
 }
 
+/// Map fields (tags, selectors) and Struct values (`conf`) come out of prost-reflect in hash
+/// order; Go sorts them. Sorting keeps output stable between runs and equal to Kuma's.
+fn sort_map_keys(value: &mut serde_json::Value, desc: &prost_reflect::MessageDescriptor) {
+    use prost_reflect::Kind;
+    if desc.full_name() == "google.protobuf.Struct" {
+        sort_all_objects(value);
+        return;
+    }
+    let serde_json::Value::Object(object) = value else {
+        return;
+    };
+    for (key, item) in object.iter_mut() {
+        let Some(field) = desc
+            .fields()
+            .find(|f| f.json_name() == key || f.name() == key)
+        else {
+            continue;
+        };
+        let Kind::Message(message) = field.kind() else {
+            continue;
+        };
+        if field.is_map() {
+            if let serde_json::Value::Object(entries) = item {
+                entries.sort_keys();
+                if let Kind::Message(values) = message.map_entry_value_field().kind() {
+                    entries.values_mut().for_each(|v| sort_map_keys(v, &values));
+                }
+            }
+        } else if field.is_list() {
+            if let serde_json::Value::Array(items) = item {
+                items.iter_mut().for_each(|v| sort_map_keys(v, &message));
+            }
+        } else {
+            sort_map_keys(item, &message);
+        }
+    }
+}
+
+fn sort_all_objects(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.sort_keys();
+            map.values_mut().for_each(sort_all_objects);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_all_objects),
+        _ => {}
+    }
+}
+
 impl Spec {
     /// The proto3 JSON form (camelCase names, default values left out) as Kuma renders it.
     pub fn to_json(&self) -> serde_json::Value {
@@ -228,6 +277,7 @@ impl Spec {
             .serialize_with_options(serde_json::value::Serializer, &options)
             .unwrap_or_else(|e| panic!("serializing own {} spec: {e}", self.kind()));
         whole_floats_as_integers(&mut value);
+        sort_map_keys(&mut value, &message_descriptor(self.kind()));
         value
     }
 

@@ -99,6 +99,32 @@ fn json_output_is_kuma_shaped() {
 }
 
 #[test]
+fn map_keys_come_out_sorted() {
+    let tags: Vec<String> = (0..20)
+        .map(|i| format!("\"tag-{:02}\": \"v\"", 19 - i))
+        .collect();
+    let input = format!(
+        r#"{{"type": "Dataplane", "mesh": "default", "name": "dp",
+            "networking": {{"address": "10.0.0.1", "inbound": [{{"port": 80, "tags": {{"kuma.io/service": "web", {}}}}}]}}}}"#,
+        tags.join(", ")
+    );
+    let dp = from_json_value(&serde_json::from_str(&input).expect("json")).expect("dataplane");
+    let out = to_json_value(&dp);
+    let keys: Vec<&str> = out["networking"]["inbound"][0]["tags"]
+        .as_object()
+        .expect("tags")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    let mesh = parse_documents(TWO_DOCS).expect("valid")[0].clone();
+    let conf = to_json_value(&mesh)["mtls"]["backends"][0]["conf"].to_string();
+    assert_eq!(conf, r#"{"caCert":{"RSAbits":2048}}"#);
+}
+
+#[test]
 fn snake_case_input_is_accepted() {
     let value = json!({
         "type": "Dataplane", "mesh": "default", "name": "dp-1",

@@ -13,10 +13,13 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use model::{Resource, ResourceKey, ResourceType, Spec};
 use serde_json::json;
-use sqlx::Connection;
 use store::{ListQuery, Op, ResourceStore};
 use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
+
+#[path = "../tests/conformance/pgdb.rs"]
+mod pgdb;
+use pgdb::PgDatabase;
 
 const SMALL_MESH: &str = "bench-375";
 const LARGE_MESH: &str = "bench-10000";
@@ -108,28 +111,22 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, group: &str, store: Arc<dyn Reso
                 .unwrap_or_else(|e| panic!("get: {e}"))
         })
     });
-    let small = ListQuery::in_mesh(ResourceType::Dataplane, SMALL_MESH);
-    g.bench_function("list_375", |b| {
-        b.to_async(rt).iter(|| async {
-            let page = store
-                .list(&small)
-                .await
-                .unwrap_or_else(|e| panic!("list: {e}"));
-            assert_eq!(page.items.len(), SMALL);
-            page
-        })
-    });
-    let large = ListQuery::in_mesh(ResourceType::Dataplane, LARGE_MESH);
-    g.bench_function("list_10000", |b| {
-        b.to_async(rt).iter(|| async {
-            let page = store
-                .list(&large)
-                .await
-                .unwrap_or_else(|e| panic!("list: {e}"));
-            assert_eq!(page.items.len(), LARGE);
-            page
-        })
-    });
+    for (name, mesh, count) in [
+        ("list_375", SMALL_MESH, SMALL),
+        ("list_10000", LARGE_MESH, LARGE),
+    ] {
+        let query = ListQuery::in_mesh(ResourceType::Dataplane, mesh);
+        g.bench_function(name, |b| {
+            b.to_async(rt).iter(|| async {
+                let page = store
+                    .list(&query)
+                    .await
+                    .unwrap_or_else(|e| panic!("list: {e}"));
+                assert_eq!(page.items.len(), count);
+                page
+            })
+        });
+    }
     let created = AtomicU64::new(0);
     let prefix = group.to_string();
     g.bench_function("create", |b| {
@@ -212,62 +209,20 @@ macro_rules! bench_raw {
     }};
 }
 
-/// A throwaway database on the `DATABASE_URL` server.
-struct PgBenchDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgBenchDb {
-    fn create(rt: &Runtime) -> Option<PgBenchDb> {
-        let admin_url = match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                eprintln!(
-                    "note: DATABASE_URL is not set: skipping the PostgreSQL benchmarks \
-                     (`cargo xtask pg` prints one)"
-                );
-                return None;
-            }
-        };
-        let name = format!("kuma_store_bench_{}", std::process::id());
-        rt.block_on(async {
-            let mut admin = sqlx::PgConnection::connect(&admin_url)
-                .await
-                .unwrap_or_else(|e| panic!("connecting to DATABASE_URL: {e}"));
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                .execute(&mut admin)
-                .await
-                .unwrap_or_else(|e| panic!("creating {name}: {e}"));
-            let _ = admin.close().await;
-        });
-        let (base, query) = match admin_url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (admin_url.as_str(), String::new()),
-        };
-        let root = base.rsplit_once('/').map(|(r, _)| r).unwrap_or(base);
-        let url = format!("{root}/{name}{query}");
-        Some(PgBenchDb {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    fn drop_database(&self, rt: &Runtime) {
-        rt.block_on(async {
-            if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.name
-                )))
-                .execute(&mut admin)
-                .await;
-                let _ = admin.close().await;
-            }
-        });
-    }
+/// A throwaway database on the `DATABASE_URL` server; `None` (with a note) without one.
+fn bench_database(rt: &Runtime) -> Option<PgDatabase> {
+    let admin_url = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            eprintln!(
+                "note: DATABASE_URL is not set: skipping the PostgreSQL benchmarks \
+                 (`cargo xtask pg` prints one)"
+            );
+            return None;
+        }
+    };
+    let name = format!("kuma_store_bench_{}", std::process::id());
+    Some(rt.block_on(PgDatabase::create_on(admin_url, name)))
 }
 
 fn benches(c: &mut Criterion) {
@@ -300,7 +255,7 @@ fn benches(c: &mut Criterion) {
     );
 
     // postgres
-    if let Some(db) = PgBenchDb::create(&rt) {
+    if let Some(db) = bench_database(&rt) {
         let settings = store::PostgresSettings::from_url(db.url.clone());
         rt.block_on(store::postgres::migrate_up(&settings))
             .unwrap_or_else(|e| panic!("migrate: {e}"));
@@ -325,7 +280,7 @@ fn benches(c: &mut Criterion) {
              WHERE type = $1 AND mesh = $2 ORDER BY mesh, name"
         );
         rt.block_on(pg.close());
-        db.drop_database(&rt);
+        rt.block_on(db.drop_database());
     }
 }
 

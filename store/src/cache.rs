@@ -16,12 +16,12 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use model::{ResourceKey, ResourceType};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use crate::feed::retry_backoff;
 use crate::query;
 use crate::{
     Action, Applied, ChangeEvent, ChangeFeed, ListPage, ListQuery, Op, ResourceStore, Result,
@@ -165,18 +165,9 @@ impl CachedStore {
     }
 }
 
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
 /// Follows the change feed of `inner` from `cursor`, forever.
 async fn follow(inner: Arc<dyn ResourceStore>, shared: Arc<Shared>, mut cursor: Revision) {
-    let mut retry = backoff();
+    let mut retry = retry_backoff();
     loop {
         let mut feed = inner.changes(cursor);
         let mut reload = false;
@@ -186,7 +177,7 @@ async fn follow(inner: Arc<dyn ResourceStore>, shared: Arc<Shared>, mut cursor: 
                     apply_event(&inner, &shared, &event).await;
                     cursor = event.revision;
                     shared.followed.send_replace(cursor);
-                    retry = backoff();
+                    retry = retry_backoff();
                 }
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "cache: change feed interrupted; it retries");
@@ -223,7 +214,7 @@ async fn follow(inner: Arc<dyn ResourceStore>, shared: Arc<Shared>, mut cursor: 
 /// (they fail with `Unavailable` themselves meanwhile).
 async fn apply_event(inner: &Arc<dyn ResourceStore>, shared: &Shared, event: &ChangeEvent) {
     let key = event.key();
-    let mut retry = backoff();
+    let mut retry = retry_backoff();
     loop {
         let writes = shared.writes.lock().await;
         let fresh = shared

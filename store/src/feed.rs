@@ -23,6 +23,17 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How many events one read fetches.
 pub(crate) const BATCH: u32 = 512;
 
+/// The delays between retries of a feed reader whose store is unavailable: from 50 ms,
+/// doubling up to 5 s, with jitter, forever.
+pub(crate) fn retry_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 /// One read of the change log, taken from one consistent snapshot.
 #[derive(Debug, Default)]
 pub(crate) struct ChangeBatch {
@@ -134,14 +145,7 @@ impl State {
         let batch = match self.source.read_changes(self.cursor, BATCH).await {
             Ok(batch) => batch,
             Err(e) if e.is_transient() => {
-                let backoff = self.backoff.get_or_insert_with(|| {
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(50))
-                        .with_max_delay(Duration::from_secs(5))
-                        .with_jitter()
-                        .without_max_times()
-                        .build()
-                });
+                let backoff = self.backoff.get_or_insert_with(retry_backoff);
                 self.sleep_before_read = Some(backoff.next().unwrap_or(Duration::from_secs(5)));
                 return Step::Yield(Err(e));
             }

@@ -7,8 +7,9 @@
 //!
 //! Modules: [`memory`], [`sqlite`] and [`postgres`] are the backends; [`cache`] wraps any of
 //! them to serve reads from memory; [`open`] builds the configured one. Inside, `engine` holds
-//! the write semantics the backends share, `feed` the change feed, `sql` the SQL backends'
-//! row and error handling, `query` in-memory list filtering.
+//! the write semantics the backends share, `feed` the change feed, `sql` what the SQL backends
+//! do alike (the store operations over each one's dialect, row and error handling), `query`
+//! in-memory list filtering.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -8,6 +8,7 @@
 //! and commit order is revision order, and a feed reader can never see revision n+1 before n.
 //! The NOTIFY is sent inside the transaction and therefore delivered only on commit.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -16,23 +17,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use model::{Resource, ResourceKey};
-use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow, PgSslMode};
-use sqlx::{Postgres, QueryBuilder, Row, SqlSafeStr, Transaction};
+use model::ResourceKey;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgQueryResult, PgSslMode,
+};
+use sqlx::{Postgres, QueryBuilder, Row};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use tokio::task::JoinHandle;
 
-use crate::engine::{self, WriteTxn, action_name};
-use crate::feed::{self, ChangeBatch, ChangeSource, Waker};
-use crate::query::next_offset;
+use crate::engine::action_name;
 use crate::sql::{
-    RawChange, RawResource, db_error, encode_labels, revision_from_db, revision_to_db,
+    Dialect, SqlCore, count_to_db, db_error, embedded_migrator, encode_labels, migrate_error,
+    revision_to_db, sql_resource_store,
 };
-use crate::{
-    Applied, ChangeEvent, ChangeFeed, ListPage, ListQuery, Op, ResourceStore, Result, Revision,
-    Snapshot, StoreError, Stored,
-};
+use crate::{ChangeEvent, ListQuery, Result, StoreError};
 
 /// The backend name errors use.
 pub const BACKEND: &str = "postgres";
@@ -259,12 +258,10 @@ impl fmt::Display for MigrateOutcome {
 
 /// The embedded schema migrations.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
+    embedded_migrator(&[(
         1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
     )])
 }
 
@@ -353,6 +350,25 @@ pub async fn schema_state(pool: &PgPool) -> Result<SchemaState> {
     }
 }
 
+/// The error for a database migrated by a newer build.
+fn newer_schema(settings: &PostgresSettings, found: i64, wanted: i64) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        message: format!(
+            "DB at {} is migrated to version {found}, newer than this build's {wanted}",
+            settings.describe()
+        ),
+    }
+}
+
+/// The error for a database whose [`SchemaState::Damaged`] `message` says what is wrong.
+fn damaged_schema(settings: &PostgresSettings, message: &str) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        message: format!("{}: {message}", settings.describe()),
+    }
+}
+
 /// `migrate up`: applies the embedded migrations that the database lacks (serialized against
 /// concurrent migrators with an advisory lock).
 pub async fn migrate_up(settings: &PostgresSettings) -> Result<MigrateOutcome> {
@@ -371,30 +387,14 @@ pub async fn migrate_up(settings: &PostgresSettings) -> Result<MigrateOutcome> {
             }
             SchemaState::Behind { found, .. } => found,
             SchemaState::Ahead { found, wanted } => {
-                return Err(StoreError::Backend {
-                    backend: BACKEND,
-                    message: format!(
-                        "DB at {} is migrated to version {found}, newer than this build's {wanted}",
-                        settings.describe()
-                    ),
-                });
+                return Err(newer_schema(settings, found, wanted));
             }
-            SchemaState::Damaged { message } => {
-                return Err(StoreError::Backend {
-                    backend: BACKEND,
-                    message: format!("{}: {message}", settings.describe()),
-                });
-            }
+            SchemaState::Damaged { message } => return Err(damaged_schema(settings, &message)),
         };
-        migrator().run(&pool).await.map_err(|e| match e {
-            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => {
-                db_error(BACKEND, format!("migrating {}", settings.describe()), e)
-            }
-            other => StoreError::Backend {
-                backend: BACKEND,
-                message: format!("migrating {}: {other}", settings.describe()),
-            },
-        })?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| migrate_error(BACKEND, settings.describe(), e))?;
         Ok(MigrateOutcome::Migrated {
             from,
             to: schema_version(),
@@ -423,8 +423,8 @@ pub struct PostgresStore {
 
 #[derive(Debug)]
 struct Inner {
-    pool: PgPool,
-    waker: Waker,
+    /// One pool for reads and writes.
+    core: SqlCore<Postgres>,
     _listener: AbortOnDrop,
 }
 
@@ -433,33 +433,18 @@ impl PostgresStore {
     /// [`StoreError::NotMigrated`]: run `migrate up`) and starts the change listener.
     pub async fn open(settings: &PostgresSettings) -> Result<PostgresStore> {
         let pool = settings.connect(settings.pool_options()).await?;
-        match schema_state(&pool).await {
-            Ok(SchemaState::Current { .. }) => {}
+        let problem = match schema_state(&pool).await {
+            Ok(SchemaState::Current { .. }) => None,
             Ok(SchemaState::Behind { found, wanted }) => {
-                pool.close().await;
-                return Err(StoreError::NotMigrated { found, wanted });
+                Some(StoreError::NotMigrated { found, wanted })
             }
-            Ok(SchemaState::Ahead { found, wanted }) => {
-                pool.close().await;
-                return Err(StoreError::Backend {
-                    backend: BACKEND,
-                    message: format!(
-                        "DB at {} is migrated to version {found}, newer than this build's {wanted}",
-                        settings.describe()
-                    ),
-                });
-            }
-            Ok(SchemaState::Damaged { message }) => {
-                pool.close().await;
-                return Err(StoreError::Backend {
-                    backend: BACKEND,
-                    message: format!("{}: {message}", settings.describe()),
-                });
-            }
-            Err(e) => {
-                pool.close().await;
-                return Err(e);
-            }
+            Ok(SchemaState::Ahead { found, wanted }) => Some(newer_schema(settings, found, wanted)),
+            Ok(SchemaState::Damaged { message }) => Some(damaged_schema(settings, &message)),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = problem {
+            pool.close().await;
+            return Err(e);
         }
         let listener_pool = PgPoolOptions::new()
             .max_connections(1)
@@ -467,12 +452,11 @@ impl PostgresStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_lazy_with(settings.connect_options()?);
-        let waker = Waker::new();
-        let listener = tokio::spawn(listen(listener_pool, waker.clone()));
+        let core = SqlCore::new(pool.clone(), pool);
+        let listener = tokio::spawn(listen(listener_pool, core.waker.clone()));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
-                pool,
-                waker,
+                core,
                 _listener: AbortOnDrop(listener),
             }),
         })
@@ -480,27 +464,19 @@ impl PostgresStore {
 
     /// The connection pool, for benchmarks that compare against plain SQL.
     pub fn pool(&self) -> &PgPool {
-        &self.inner.pool
+        &self.inner.core.read
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
-        self.inner.pool.close().await;
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
-        self.inner
-            .pool
-            .begin()
-            .await
-            .map_err(|e| db_error(BACKEND, "starting a write", e))
+        self.inner.core.close().await;
     }
 }
 
 /// Listens on [`CHANNEL`] and wakes the feed subscribers of this process on each notification
 /// and after every (re)connection (notifications sent while disconnected are lost; the woken
 /// subscribers re-read the log). Reconnects with exponential backoff, forever.
-async fn listen(pool: PgPool, waker: Waker) {
+async fn listen(pool: PgPool, waker: crate::feed::Waker) {
     let backoff_builder = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(10))
@@ -540,167 +516,52 @@ async fn listen(pool: PgPool, waker: Waker) {
     }
 }
 
-fn to_db_time(t: OffsetDateTime) -> PrimitiveDateTime {
-    let utc = t.to_offset(UtcOffset::UTC);
-    PrimitiveDateTime::new(utc.date(), utc.time())
-}
-
-const SELECT_RESOURCE: &str = "SELECT type, mesh, name, version, spec, labels::text AS labels, creation_time, \
-     modification_time, revision FROM resources";
-
-fn raw_resource(row: &PgRow) -> std::result::Result<RawResource, sqlx::Error> {
-    Ok(RawResource {
-        kind: row.try_get("type")?,
-        mesh: row.try_get("mesh")?,
-        name: row.try_get("name")?,
-        version: row.try_get("version")?,
-        spec: row.try_get("spec")?,
-        labels: row.try_get("labels")?,
-        creation_time: row
-            .try_get::<PrimitiveDateTime, _>("creation_time")?
-            .assume_utc(),
-        modification_time: row
-            .try_get::<PrimitiveDateTime, _>("modification_time")?
-            .assume_utc(),
-        revision: row.try_get("revision")?,
-    })
-}
-
-fn decode_row(row: &PgRow, key: Option<&ResourceKey>) -> Result<Option<Stored>> {
-    match raw_resource(row) {
-        Ok(raw) => raw.decode(BACKEND),
-        Err(e) => Err(match key {
-            Some(key) => StoreError::Corrupt {
-                key: key.clone(),
-                message: e.to_string(),
-            },
-            None => StoreError::Backend {
-                backend: BACKEND,
-                message: format!("unreadable resources row: {e}"),
-            },
-        }),
-    }
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-struct Txn {
-    tx: Transaction<'static, Postgres>,
-}
-
 #[async_trait]
-impl WriteTxn for Txn {
-    async fn lock(&mut self) -> Result<Revision> {
-        let revision: i64 =
-            sqlx::query_scalar("SELECT revision FROM store_revision WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(|e| db_error(BACKEND, "locking the store revision", e))?;
-        revision_from_db(BACKEND, revision)
+impl Dialect for Postgres {
+    const BACKEND: &'static str = BACKEND;
+    const BEGIN_WRITE: Option<&'static str> = None;
+    const BEGIN_SNAPSHOT: Option<&'static str> =
+        Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    const LOCK_REVISION: &'static str =
+        "SELECT revision FROM store_revision WHERE id = 1 FOR UPDATE";
+    const LOCK_CONTEXT: &'static str = "locking the store revision";
+    const COMMIT_CONTEXT: &'static str = "committing (the outcome is unknown)";
+    const RESOURCE_COLUMNS: &'static str = "type, mesh, name, version, spec, labels::text AS labels, \
+         creation_time, modification_time, revision";
+    const POSITION_FN: &'static str = "strpos";
+
+    /// `timestamp` (without time zone), in UTC.
+    type Time = PrimitiveDateTime;
+
+    fn time_to_db(time: OffsetDateTime) -> Result<PrimitiveDateTime> {
+        let utc = time.to_offset(UtcOffset::UTC);
+        Ok(PrimitiveDateTime::new(utc.date(), utc.time()))
     }
 
-    async fn get(&mut self, key: &ResourceKey) -> Result<Option<Stored>> {
-        let row = sqlx::query(SELECT_ONE)
-            .bind(key.kind.name())
-            .bind(&key.mesh)
-            .bind(&key.name)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(|e| db_error(BACKEND, format!("reading {key}"), e))?;
-        match row {
-            Some(row) => decode_row(&row, Some(key)),
-            None => Ok(None),
+    fn time_from_db(_column: &str, value: PrimitiveDateTime) -> Result<OffsetDateTime, String> {
+        Ok(value.assume_utc())
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn push_label_filter(qb: &mut QueryBuilder<Postgres>, labels: &BTreeMap<String, String>) {
+        qb.push(" AND labels @> ")
+            .push_bind(encode_labels(labels))
+            .push("::jsonb");
+    }
+
+    fn push_page(qb: &mut QueryBuilder<Postgres>, query: &ListQuery) {
+        if let Some(size) = query.size {
+            qb.push(" LIMIT ").push_bind(count_to_db(size));
+        }
+        if query.offset > 0 {
+            qb.push(" OFFSET ").push_bind(count_to_db(query.offset));
         }
     }
 
-    async fn insert(
-        &mut self,
-        resource: &Resource,
-        owner: Option<&ResourceKey>,
-        revision: Revision,
-    ) -> Result<bool> {
-        let key = resource.key();
-        let result = sqlx::query(
-            "INSERT INTO resources (name, mesh, type, version, spec, creation_time, modification_time, \
-             owner_name, owner_mesh, owner_type, labels, status, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, '{}'::jsonb, $12) ON CONFLICT DO NOTHING",
-        )
-        .bind(&key.name)
-        .bind(&key.mesh)
-        .bind(key.kind.name())
-        .bind(to_i64(resource.meta.version))
-        .bind(resource.spec.to_json_string())
-        .bind(to_db_time(resource.meta.creation_time))
-        .bind(to_db_time(resource.meta.modification_time))
-        .bind(owner.map(|o| o.name.clone()))
-        .bind(owner.map(|o| o.mesh.clone()))
-        .bind(owner.map(|o| o.kind.name()))
-        .bind(encode_labels(&resource.meta.labels))
-        .bind(revision_to_db(BACKEND, revision)?)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| db_error(BACKEND, format!("creating {key}"), e))?;
-        Ok(result.rows_affected() == 1)
-    }
-
-    async fn update(
-        &mut self,
-        resource: &Resource,
-        expected: i64,
-        revision: Revision,
-    ) -> Result<Option<OffsetDateTime>> {
-        let key = resource.key();
-        let created: Option<PrimitiveDateTime> = sqlx::query_scalar(
-            "UPDATE resources SET spec = $1, version = $2, modification_time = $3, labels = $4::jsonb, revision = $5 \
-             WHERE type = $6 AND mesh = $7 AND name = $8 AND version = $9 RETURNING creation_time",
-        )
-        .bind(resource.spec.to_json_string())
-        .bind(to_i64(resource.meta.version))
-        .bind(to_db_time(resource.meta.modification_time))
-        .bind(encode_labels(&resource.meta.labels))
-        .bind(revision_to_db(BACKEND, revision)?)
-        .bind(key.kind.name())
-        .bind(&key.mesh)
-        .bind(&key.name)
-        .bind(expected)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(|e| db_error(BACKEND, format!("updating {key}"), e))?;
-        Ok(created.map(PrimitiveDateTime::assume_utc))
-    }
-
-    async fn cascade(&mut self, key: &ResourceKey) -> Result<Vec<ResourceKey>> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "WITH RECURSIVE doomed(name, mesh, type) AS ( \
-                SELECT name, mesh, type FROM resources WHERE type = $1 AND mesh = $2 AND name = $3 \
-              UNION \
-                SELECT r.name, r.mesh, r.type FROM resources r JOIN doomed d \
-                  ON (r.owner_type = d.type AND r.owner_mesh = d.mesh AND r.owner_name = d.name) \
-                  OR (d.type = 'Mesh' AND r.mesh = d.name AND r.mesh <> '') \
-             ) SELECT type::text, mesh::text, name::text FROM doomed",
-        )
-        .bind(key.kind.name())
-        .bind(&key.mesh)
-        .bind(&key.name)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(|e| db_error(BACKEND, format!("finding what deleting {key} removes"), e))?;
-        let mut keys = Vec::with_capacity(rows.len());
-        for (kind_name, mesh, name) in rows {
-            match engine::kind_from_name(&kind_name) {
-                Some(kind) => keys.push(ResourceKey { kind, mesh, name }),
-                // Still deleted (owner foreign key), but it has no key we can name.
-                None => {
-                    tracing::warn!(backend = BACKEND, kind = %kind_name, "cascade removes a resource of an unknown type")
-                }
-            }
-        }
-        Ok(keys)
-    }
-
-    async fn delete(&mut self, keys: &[ResourceKey]) -> Result<()> {
+    async fn delete(conn: &mut PgConnection, keys: &[ResourceKey]) -> Result<()> {
         let kinds: Vec<&str> = keys.iter().map(|k| k.kind.name()).collect();
         let meshes: Vec<&str> = keys.iter().map(|k| k.mesh.as_str()).collect();
         let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
@@ -715,13 +576,15 @@ impl WriteTxn for Txn {
         .bind(kinds)
         .bind(meshes)
         .bind(names)
-        .execute(&mut *self.tx)
+        .execute(&mut *conn)
         .await
         .map_err(|e| db_error(BACKEND, context(), e))?;
         Ok(())
     }
 
-    async fn record(&mut self, events: &[ChangeEvent]) -> Result<()> {
+    /// One statement: append the events, move the revision and NOTIFY [`CHANNEL`] (delivered
+    /// on commit).
+    async fn record(conn: &mut PgConnection, events: &[ChangeEvent]) -> Result<()> {
         let Some(last) = events.last() else {
             return Ok(());
         };
@@ -749,262 +612,14 @@ impl WriteTxn for Txn {
         .bind(names)
         .bind(last)
         .bind(CHANNEL)
-        .execute(&mut *self.tx)
+        .execute(&mut *conn)
         .await
         .map_err(|e| db_error(BACKEND, "appending to the change log", e))?;
         Ok(())
     }
 }
 
-const SELECT_ONE: &str = "SELECT type, mesh, name, version, spec, labels::text AS labels, creation_time, \
-     modification_time, revision FROM resources WHERE type = $1 AND mesh = $2 AND name = $3";
-
-struct Source {
-    pool: PgPool,
-}
-
-#[async_trait]
-impl ChangeSource for Source {
-    fn backend(&self) -> &'static str {
-        BACKEND
-    }
-
-    async fn read_changes(&self, after: Revision, limit: u32) -> Result<ChangeBatch> {
-        let rows = sqlx::query(
-            "SELECT s.revision AS current, s.pruned_through, c.revision, c.action::text, c.type::text, \
-                    c.mesh::text, c.name::text \
-             FROM store_revision s \
-             LEFT JOIN (SELECT revision, action, type, mesh, name FROM changes \
-                        WHERE revision > $1 ORDER BY revision LIMIT $2) c ON true \
-             WHERE s.id = 1 ORDER BY c.revision",
-        )
-        .bind(revision_to_db(BACKEND, after)?)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| db_error(BACKEND, format!("reading the change log after revision {after}"), e))?;
-        if rows.is_empty() {
-            return Err(StoreError::Backend {
-                backend: BACKEND,
-                message: "the store_revision row is missing".into(),
-            });
-        }
-        let mut batch = ChangeBatch::default();
-        for row in &rows {
-            let get = |e: sqlx::Error| StoreError::Backend {
-                backend: BACKEND,
-                message: format!("change log row: {e}"),
-            };
-            batch.current = revision_from_db(BACKEND, row.try_get("current").map_err(get)?)?;
-            batch.pruned_through =
-                revision_from_db(BACKEND, row.try_get("pruned_through").map_err(get)?)?;
-            let revision: Option<i64> = row.try_get("revision").map_err(get)?;
-            if let Some(revision) = revision {
-                let raw = RawChange {
-                    revision,
-                    action: row.try_get("action").map_err(get)?,
-                    kind: row.try_get("type").map_err(get)?,
-                    mesh: row.try_get("mesh").map_err(get)?,
-                    name: row.try_get("name").map_err(get)?,
-                };
-                batch.events.push(raw.decode(BACKEND)?);
-            }
-        }
-        Ok(batch)
-    }
-}
-
-/// Appends the WHERE clause of `query` (type, mesh, name and label filters).
-fn push_filters(qb: &mut QueryBuilder<Postgres>, query: &ListQuery) {
-    qb.push(" WHERE type = ").push_bind(query.kind.name());
-    if let Some(mesh) = &query.mesh
-        && query.kind.is_mesh_scoped()
-    {
-        qb.push(" AND mesh = ").push_bind(mesh.clone());
-    }
-    if let Some(part) = &query.name_contains {
-        qb.push(" AND strpos(name, ")
-            .push_bind(part.clone())
-            .push(") > 0");
-    }
-    if !query.labels.is_empty() {
-        qb.push(" AND labels @> ")
-            .push_bind(encode_labels(&query.labels))
-            .push("::jsonb");
-    }
-}
-
-fn usize_to_i64(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-#[async_trait]
-impl ResourceStore for PostgresStore {
-    async fn list(&self, query: &ListQuery) -> Result<ListPage> {
-        let context = || format!("listing {}", query.kind);
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(SELECT_RESOURCE_WITH_TOTAL);
-        push_filters(&mut qb, query);
-        qb.push(" ORDER BY mesh, name");
-        if let Some(size) = query.size {
-            qb.push(" LIMIT ").push_bind(usize_to_i64(size));
-        }
-        if query.offset > 0 {
-            qb.push(" OFFSET ").push_bind(usize_to_i64(query.offset));
-        }
-        let rows = qb
-            .build()
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| db_error(BACKEND, context(), e))?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut total = None;
-        for row in &rows {
-            if total.is_none() {
-                let t: i64 = row
-                    .try_get("total")
-                    .map_err(|e| db_error(BACKEND, context(), e))?;
-                total = Some(usize::try_from(t).unwrap_or(0));
-            }
-            if let Some(stored) = decode_row(row, None)? {
-                items.push(stored.resource);
-            }
-        }
-        let total = match total {
-            Some(total) => total,
-            None if query.offset == 0 => 0,
-            None => {
-                let mut qb: QueryBuilder<Postgres> =
-                    QueryBuilder::new("SELECT count(*) FROM resources");
-                push_filters(&mut qb, query);
-                let n: i64 = qb
-                    .build_query_scalar()
-                    .fetch_one(&self.inner.pool)
-                    .await
-                    .map_err(|e| db_error(BACKEND, context(), e))?;
-                usize::try_from(n).unwrap_or(0)
-            }
-        };
-        Ok(ListPage {
-            next_offset: next_offset(query.offset, items.len(), total),
-            items,
-            total,
-        })
-    }
-
-    async fn revision(&self) -> Result<Revision> {
-        let revision: i64 = sqlx::query_scalar("SELECT revision FROM store_revision WHERE id = 1")
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(|e| db_error(BACKEND, "reading the store revision", e))?;
-        revision_from_db(BACKEND, revision)
-    }
-
-    fn changes(&self, after: Revision) -> ChangeFeed {
-        let source = Arc::new(Source {
-            pool: self.inner.pool.clone(),
-        });
-        feed::feed(source, self.inner.waker.subscribe(), after)
-    }
-
-    async fn commit(&self, ops: Vec<Op>) -> Result<Vec<Applied>> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut txn = Txn {
-            tx: self.begin_write().await?,
-        };
-        let applied = engine::execute(&mut txn, ops).await?;
-        txn.tx
-            .commit()
-            .await
-            .map_err(|e| db_error(BACKEND, "committing (the outcome is unknown)", e))?;
-        // Other processes learn from the NOTIFY; wake this one's subscribers without waiting
-        // for it to come back.
-        self.inner.waker.wake();
-        Ok(applied)
-    }
-
-    async fn get_stored(&self, key: &ResourceKey) -> Result<Option<Stored>> {
-        let key = ResourceKey::new(key.kind, key.mesh.clone(), key.name.clone());
-        let row = sqlx::query(SELECT_ONE)
-            .bind(key.kind.name())
-            .bind(&key.mesh)
-            .bind(&key.name)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| db_error(BACKEND, format!("reading {key}"), e))?;
-        match row {
-            Some(row) => decode_row(&row, Some(&key)),
-            None => Ok(None),
-        }
-    }
-
-    async fn snapshot(&self) -> Result<Snapshot> {
-        let context = "reading a snapshot of every resource";
-        let mut tx = self
-            .inner
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(|e| db_error(BACKEND, context, e))?;
-        let revision: i64 = sqlx::query_scalar("SELECT revision FROM store_revision WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| db_error(BACKEND, context, e))?;
-        let rows = sqlx::query(SELECT_RESOURCE)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| db_error(BACKEND, context, e))?;
-        tx.commit()
-            .await
-            .map_err(|e| db_error(BACKEND, context, e))?;
-        let mut resources = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(stored) = decode_row(row, None)? {
-                resources.push(stored);
-            }
-        }
-        Ok(Snapshot {
-            revision: revision_from_db(BACKEND, revision)?,
-            resources,
-        })
-    }
-
-    async fn prune_changes(&self, keep_after: Revision) -> Result<u64> {
-        let context = "pruning the change log";
-        let mut tx = self.begin_write().await?;
-        let current: i64 =
-            sqlx::query_scalar("SELECT revision FROM store_revision WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| db_error(BACKEND, context, e))?;
-        let through = revision_to_db(BACKEND, keep_after.min(revision_from_db(BACKEND, current)?))?;
-        let removed = sqlx::query("DELETE FROM changes WHERE revision <= $1")
-            .bind(through)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_error(BACKEND, context, e))?
-            .rows_affected();
-        sqlx::query(
-            "UPDATE store_revision SET pruned_through = GREATEST(pruned_through, $1) WHERE id = 1",
-        )
-        .bind(through)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db_error(BACKEND, context, e))?;
-        tx.commit()
-            .await
-            .map_err(|e| db_error(BACKEND, context, e))?;
-        Ok(removed)
-    }
-
-    fn backend_name(&self) -> &'static str {
-        BACKEND
-    }
-}
-
-const SELECT_RESOURCE_WITH_TOTAL: &str = "SELECT type, mesh, name, version, spec, labels::text AS labels, \
-     creation_time, modification_time, revision, count(*) OVER () AS total FROM resources";
+sql_resource_store!(PostgresStore, Postgres, inner.core);
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@
 //!
 //! Then, keeping it simple and safe: every write (any method but GET/HEAD/OPTIONS) needs an
 //! admin (403 otherwise), and reading an admin-only type (Secret, GlobalSecret) needs an
-//! admin too ([`authorize_read`]). Other reads are open, as Kuma's default `access.static`.
+//! admin too (`authorize_read`). Other reads are open, as Kuma's default `access.static`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -3,9 +3,9 @@
 //!
 //! Read first: [`routes`] — the one table of every route (method, path, what it does), from
 //! which both the axum router ([`router`]) and the OpenAPI document (`GET /openapi.json`,
-//! [`openapi`]) are built, so the two cannot drift. Then [`resources`] (CRUD on every
-//! registry type), [`list`] (paging and filters), [`overview`] (resource + insight pairs,
-//! `/global-insight`), [`meta`] (index, `/config`, `/_resources`, `/policies`, ...).
+//! `openapi`) are built, so the two cannot drift. Then `resources` (CRUD on every
+//! registry type), [`list`] (paging and filters), `overview` (resource + insight pairs,
+//! `/global-insight`, `/mesh-insights`), `meta` (index, `/config`, `/_resources`, `/policies`, ...).
 //!
 //! Cross-cutting: every failure is an [`ApiError`] rendered as Kuma's error body; request
 //! bodies go through [`Json`], whose rejections are `ApiError`s too. [`auth::authenticate`]
@@ -22,6 +22,7 @@
 //! // other routers (e.g. `/tokens/*`) get the same auth, limits, metrics and panic guard:
 //! let app = cp::api::router_with(state, tokens_router);
 //! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! // on the HTTPS listener, `app.layer(axum::Extension(cp::api::Https))` makes `next` links https
 //! ```
 
 pub mod auth;
@@ -34,6 +35,7 @@ mod meta;
 pub mod metrics;
 mod openapi;
 mod overview;
+mod render;
 mod resources;
 pub mod routes;
 
@@ -176,6 +178,7 @@ pub struct ApiState {
     pub authenticator: Arc<dyn Authenticator>,
     pub metrics: ApiMetrics,
     pub settings: Arc<ApiSettings>,
+    pub(crate) rendered: Arc<render::RenderCache>,
 }
 
 impl ApiState {
@@ -190,6 +193,7 @@ impl ApiState {
             authenticator,
             metrics,
             settings: Arc::new(settings),
+            rendered: Arc::default(),
         }
     }
 }

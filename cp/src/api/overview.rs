@@ -39,7 +39,12 @@ fn item(overview: &Overview, resource: &Resource, insight: Option<&Resource>) ->
     if !resource.meta.labels.is_empty() {
         object.insert("labels".into(), json!(resource.meta.labels));
     }
-    object.insert(overview.field.into(), resource.spec.to_json());
+    let mut spec = resource.spec.to_json();
+    // An unset `enabled` means enabled; clients (kumactl, the GUI) read the field.
+    if let (Spec::Zone(_), Value::Object(fields)) = (&resource.spec, &mut spec) {
+        fields.entry("enabled").or_insert(Value::Bool(true));
+    }
+    object.insert(overview.field.into(), spec);
     if let Some(insight) = insight {
         object.insert(overview.insight_field.into(), insight.spec.to_json());
     }

@@ -10,7 +10,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use model::format::{FormatError, from_json_value, to_json_value};
+use model::format::{FormatError, from_json_value};
 use model::{CpMode, Resource, ResourceKey, ResourceType, labels};
 use serde_json::{Value, json};
 use store::{ListQuery, StoreError};
@@ -74,7 +74,11 @@ pub(super) async fn list(
         .fetch(state.store.as_ref(), kind, mesh)
         .await
         .map_err(|e| ApiError::from_store(TITLE, e))?;
-    let items = page.items.iter().map(to_json_value).collect();
+    let items = page
+        .items
+        .iter()
+        .map(|r| Value::clone(&state.rendered.render(r)))
+        .collect();
     Ok(Json(envelope(
         page.total,
         items,
@@ -96,7 +100,7 @@ pub(super) async fn get(
         .get(&key_of(kind, &ctx))
         .await
         .map_err(|e| ApiError::from_store(TITLE, e))?;
-    Ok(Json(to_json_value(&resource)))
+    Ok(Json(Value::clone(&state.rendered.render(&resource))))
 }
 
 /// `?format=` of a single GET: only the universal form is served.

@@ -1,5 +1,5 @@
 //! The one route table. [`routes`] lists every route the API serves; the router
-//! ([`super::router`]) and the OpenAPI document ([`super::openapi`]) are both built from it.
+//! ([`super::router`]) and the OpenAPI document (`openapi`) are both built from it.
 //!
 //! Resource routes follow Kuma's scheme (`pkg/api-server/resource_endpoints.go`): for every
 //! registry type with a REST path `P` (and its older spelling, when it has one):

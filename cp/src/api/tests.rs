@@ -1257,7 +1257,7 @@ async fn dataplane_and_zone_overviews() {
             r.text
         );
         assert_eq!(r.json["items"][0]["name"], "zone-1");
-        assert!(r.json["items"][0]["zone"].is_object());
+        assert_eq!(r.json["items"][0]["zone"], json!({ "enabled": true }));
         assert!(r.json["items"][0]["zoneInsight"]["subscriptions"].is_array());
     }
     let r = c.get("/zones/zone-1/_overview").await;
@@ -1773,5 +1773,40 @@ async fn tokens_and_bodies_never_reach_the_logs() {
             !logs.contains(secret),
             "{secret} leaked into the logs: {logs}"
         );
+    }
+}
+
+#[tokio::test]
+async fn odd_urls_get_4xx() {
+    let h = harness(CpMode::Global);
+    h.seed(builders::mesh("default")).await;
+    let c = h.local();
+    for (method, url) in [
+        (Method::GET, "/meshes/%FF"),
+        (Method::PUT, "/meshes/%FF"),
+        (Method::GET, "/meshes/default/traffic-permissions/%00"),
+        (Method::DELETE, "/meshes/default/traffic-permissions/a%2Fb"),
+        (Method::GET, "/meshes?size=5&size=abc&name=%ZZ"),
+        (
+            Method::GET,
+            "/meshes/default/dataplanes?tag=&tag=:&gateway=",
+        ),
+        (
+            Method::GET,
+            "/meshes/default/traffic-permissions/x?format=kubernetes",
+        ),
+    ] {
+        let body = (method == Method::PUT).then(|| b"{}".to_vec());
+        let r = c.send(method.clone(), url, body, None).await;
+        if r.status.is_success() {
+            continue;
+        }
+        assert!(
+            r.status.is_client_error(),
+            "{method} {url}: {} {}",
+            r.status,
+            r.text
+        );
+        r.assert_error(r.status);
     }
 }

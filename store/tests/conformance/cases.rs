@@ -1,13 +1,16 @@
 //! The cases every backend must pass, written against `ResourceStore` only.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use model::{Resource, ResourceKey, ResourceType, Spec};
 use serde_json::json;
-use store::{Action, ChangeEvent, ChangeFeed, ListQuery, Op, ResourceStore, Revision, StoreError};
+use store::{
+    Action, ChangeEvent, ChangeFeed, ListPage, ListQuery, Op, ResourceStore, Revision, StoreError,
+};
 
 use crate::harness::{DEADLINE, Harness, eventually};
 
@@ -43,6 +46,14 @@ pub fn dataplane(mesh: &str, name: &str, port: u32) -> Resource {
 
 pub fn route(mesh: &str, name: &str) -> Resource {
     Resource::new(mesh, name, Spec::default_for(ResourceType::TrafficRoute))
+}
+
+pub fn dataplane_insight(mesh: &str, name: &str) -> Resource {
+    Resource::new(
+        mesh,
+        name,
+        Spec::default_for(ResourceType::DataplaneInsight),
+    )
 }
 
 // ---- feed helpers ----------------------------------------------------------------------
@@ -87,31 +98,60 @@ fn assert_consecutive(events: &[ChangeEvent], first: Revision) {
     }
 }
 
-fn ev(action: Action, r: &ResourceKey) -> (Action, ResourceType, String, String) {
-    (action, r.kind, r.mesh.clone(), r.name.clone())
+/// The next events of `feed`: they must be `want` (action and key, in order) at consecutive
+/// revisions from `first`.
+async fn expect_events(
+    feed: &mut ChangeFeed,
+    first: Revision,
+    want: &[(Action, ResourceKey)],
+) -> Vec<ChangeEvent> {
+    let events = take_events(feed, want.len()).await;
+    assert_consecutive(&events, first);
+    let got: Vec<(Action, ResourceKey)> = events.iter().map(|e| (e.action, e.key())).collect();
+    assert_eq!(got, want);
+    events
 }
 
-fn shape(events: &[ChangeEvent]) -> Vec<(Action, ResourceType, String, String)> {
-    events
-        .iter()
-        .map(|e| (e.action, e.kind, e.mesh.clone(), e.name.clone()))
-        .collect()
+/// The value of a store call that must succeed; a failure panics, naming `what` was done.
+fn ok<T>(what: impl Display, result: Result<T, StoreError>) -> T {
+    result.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 async fn create(store: &Arc<dyn ResourceStore>, r: Resource) -> Resource {
-    let key = r.key();
-    store
-        .create(r, None)
-        .await
-        .unwrap_or_else(|e| panic!("creating {key}: {e}"))
+    let what = format!("creating {}", r.key());
+    ok(what, store.create(r, None).await)
 }
 
 async fn create_owned(store: &Arc<dyn ResourceStore>, r: Resource, owner: &Resource) -> Resource {
-    let key = r.key();
-    store
-        .create(r, Some(owner.key()))
-        .await
-        .unwrap_or_else(|e| panic!("creating {key}: {e}"))
+    let what = format!("creating {}", r.key());
+    ok(what, store.create(r, Some(owner.key())).await)
+}
+
+async fn list(store: &Arc<dyn ResourceStore>, query: &ListQuery) -> ListPage {
+    ok(format!("listing {query:?}"), store.list(query).await)
+}
+
+/// (items on the page, total, next offset).
+fn counts(page: &ListPage) -> (usize, usize, Option<usize>) {
+    (page.items.len(), page.total, page.next_offset)
+}
+
+async fn assert_gone<const N: usize>(store: &Arc<dyn ResourceStore>, gone: [&Resource; N]) {
+    for r in gone {
+        assert!(
+            matches!(store.get(&r.key()).await, Err(StoreError::NotFound(_))),
+            "{} should be gone",
+            r.key()
+        );
+    }
+}
+
+/// A create without owner, for a batch.
+fn create_op(resource: Resource) -> Op {
+    Op::Create {
+        resource,
+        owner: None,
+    }
 }
 
 // ---- CRUD ------------------------------------------------------------------------------
@@ -127,19 +167,13 @@ pub async fn crud_roundtrip(h: &Harness) {
     assert_eq!(created.meta.creation_time, created.meta.modification_time);
     assert!(created.meta.creation_time > time::OffsetDateTime::UNIX_EPOCH);
 
-    let got = store
-        .get(&created.key())
-        .await
-        .unwrap_or_else(|e| panic!("get: {e}"));
+    let got = ok("get", store.get(&created.key()).await);
     assert_eq!(got, created);
 
     let mut changed = got.clone();
     changed.spec = dataplane("default", "web-1", 9090).spec;
     changed.meta.labels.insert("team".into(), "b".into());
-    let updated = store
-        .update(changed.clone())
-        .await
-        .unwrap_or_else(|e| panic!("update: {e}"));
+    let updated = ok("update", store.update(changed.clone()).await);
     assert_eq!(updated.meta.version, 2);
     assert_eq!(updated.spec, changed.spec);
     assert_eq!(
@@ -148,26 +182,14 @@ pub async fn crud_roundtrip(h: &Harness) {
     );
     assert_eq!(updated.meta.creation_time, created.meta.creation_time);
     assert!(updated.meta.modification_time >= created.meta.modification_time);
-    assert_eq!(
-        store
-            .get(&created.key())
-            .await
-            .unwrap_or_else(|e| panic!("get: {e}")),
-        updated
-    );
+    assert_eq!(ok("get", store.get(&created.key()).await), updated);
 
-    let stored = store
-        .get_stored(&created.key())
-        .await
-        .unwrap_or_else(|e| panic!("get_stored: {e}"));
+    let stored = ok("get_stored", store.get_stored(&created.key()).await);
     let stored = stored.unwrap_or_else(|| panic!("get_stored found nothing"));
     assert_eq!(stored.resource, updated);
     assert_eq!(stored.revision, 2);
 
-    store
-        .delete(&created.key())
-        .await
-        .unwrap_or_else(|e| panic!("delete: {e}"));
+    ok("delete", store.delete(&created.key()).await);
     assert!(
         matches!(store.get(&created.key()).await, Err(StoreError::NotFound(k)) if k == created.key())
     );
@@ -222,10 +244,7 @@ pub async fn create_twice_is_already_exists(h: &Harness) {
 pub async fn stale_update_is_conflict(h: &Harness) {
     let store = h.open().await;
     let v1 = create(&store, route("default", "route-1")).await;
-    let v2 = store
-        .update(v1.clone())
-        .await
-        .unwrap_or_else(|e| panic!("update: {e}"));
+    let v2 = ok("update", store.update(v1.clone()).await);
     assert_eq!(v2.meta.version, 2);
     match store.update(v1.clone()).await {
         Err(e @ StoreError::Conflict { .. }) => {
@@ -275,10 +294,7 @@ pub async fn concurrent_updates_one_wins(h: &Harness) {
         }
     }
     assert_eq!((wins, conflicts), (1, 15));
-    let stored = store
-        .get(&base.key())
-        .await
-        .unwrap_or_else(|e| panic!("get: {e}"));
+    let stored = ok("get", store.get(&base.key()).await);
     assert_eq!(stored.meta.version, 2);
 }
 
@@ -306,36 +322,15 @@ pub async fn deleting_a_mesh_deletes_its_resources(h: &Harness) {
     create(&store, mesh("m2")).await;
     let dp1 = create_owned(&store, dataplane("m1", "dp-1", 80), &m1).await;
     let dp2 = create(&store, dataplane("m1", "dp-2", 80)).await; // no owner: the mesh rule removes it
-    let insight = create_owned(
-        &store,
-        Resource::new(
-            "m1",
-            "dp-1",
-            Spec::default_for(ResourceType::DataplaneInsight),
-        ),
-        &dp1,
-    )
-    .await;
+    let insight = create_owned(&store, dataplane_insight("m1", "dp-1"), &dp1).await;
     let tr = create(&store, route("m1", "route")).await;
     let other = create(&store, dataplane("m2", "dp-1", 80)).await;
     let z = create(&store, zone("z1")).await;
-    let before = store
-        .revision()
-        .await
-        .unwrap_or_else(|e| panic!("revision: {e}"));
+    let before = ok("revision", store.revision().await);
 
-    store
-        .delete(&m1.key())
-        .await
-        .unwrap_or_else(|e| panic!("delete: {e}"));
+    ok("delete", store.delete(&m1.key()).await);
 
-    for gone in [&m1, &dp1, &dp2, &insight, &tr] {
-        assert!(
-            matches!(store.get(&gone.key()).await, Err(StoreError::NotFound(_))),
-            "{} should be gone",
-            gone.key()
-        );
-    }
+    assert_gone(&store, [&m1, &dp1, &dp2, &insight, &tr]).await;
     for kept in [&other, &z] {
         assert!(
             store.get(&kept.key()).await.is_ok(),
@@ -368,66 +363,33 @@ pub async fn deleting_an_owner_deletes_what_it_owns(h: &Harness) {
     .await;
     // A three-level chain: zone → dataplane → insight.
     let dp = create_owned(&store, dataplane("default", "dp", 80), &z).await;
-    let dpi = create_owned(
-        &store,
-        Resource::new(
-            "default",
-            "dp",
-            Spec::default_for(ResourceType::DataplaneInsight),
-        ),
-        &dp,
-    )
-    .await;
+    let dpi = create_owned(&store, dataplane_insight("default", "dp"), &dp).await;
     let unrelated = create(&store, zone("z2")).await;
-    let before = store
-        .revision()
-        .await
-        .unwrap_or_else(|e| panic!("revision: {e}"));
+    let before = ok("revision", store.revision().await);
 
     // Deleting a leaf removes only the leaf.
-    store
-        .delete(&dpi.key())
-        .await
-        .unwrap_or_else(|e| panic!("delete: {e}"));
+    ok("delete", store.delete(&dpi.key()).await);
     assert!(store.get(&dp.key()).await.is_ok());
-    let dpi = create_owned(
-        &store,
-        Resource::new(
-            "default",
-            "dp",
-            Spec::default_for(ResourceType::DataplaneInsight),
-        ),
-        &dp,
-    )
-    .await;
+    let dpi = create_owned(&store, dataplane_insight("default", "dp"), &dp).await;
 
-    store
-        .delete(&z.key())
-        .await
-        .unwrap_or_else(|e| panic!("delete: {e}"));
-    for gone in [&z, &zi, &dp, &dpi] {
-        assert!(
-            matches!(store.get(&gone.key()).await, Err(StoreError::NotFound(_))),
-            "{}",
-            gone.key()
-        );
-    }
+    ok("delete", store.delete(&z.key()).await);
+    assert_gone(&store, [&z, &zi, &dp, &dpi]).await;
     assert!(store.get(&unrelated.key()).await.is_ok());
     let mut feed = store.changes(before);
-    let events = take_events(&mut feed, 6).await;
-    assert_consecutive(&events, before + 1);
-    assert_eq!(
-        shape(&events),
-        vec![
-            ev(Action::Delete, &dpi.key()),
-            ev(Action::Create, &dpi.key()),
+    expect_events(
+        &mut feed,
+        before + 1,
+        &[
+            (Action::Delete, dpi.key()),
+            (Action::Create, dpi.key()),
             // the named resource first, then by (type, mesh, name)
-            ev(Action::Delete, &z.key()),
-            ev(Action::Delete, &dp.key()),
-            ev(Action::Delete, &dpi.key()),
-            ev(Action::Delete, &zi.key()),
-        ]
-    );
+            (Action::Delete, z.key()),
+            (Action::Delete, dp.key()),
+            (Action::Delete, dpi.key()),
+            (Action::Delete, zi.key()),
+        ],
+    )
+    .await;
 }
 
 // ---- lists -----------------------------------------------------------------------------
@@ -438,24 +400,14 @@ pub async fn paging_and_sorting(h: &Harness) {
     // Created out of order, in two meshes.
     for i in (0..25).rev() {
         let mesh = if i % 2 == 0 { "b-mesh" } else { "a-mesh" };
-        ops.push(Op::Create {
-            resource: route(mesh, &format!("route-{i:02}")),
-            owner: None,
-        });
+        ops.push(create_op(route(mesh, &format!("route-{i:02}"))));
     }
-    store
-        .apply(ops)
-        .await
-        .unwrap_or_else(|e| panic!("apply: {e}"));
+    ok("apply", store.apply(ops).await);
     create(&store, dataplane("a-mesh", "not-a-route", 80)).await;
 
-    let all = store
-        .list(&ListQuery::all(ResourceType::TrafficRoute))
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
-    assert_eq!(all.total, 25);
-    assert_eq!(all.items.len(), 25);
-    assert_eq!(all.next_offset, None);
+    let routes = ListQuery::all(ResourceType::TrafficRoute);
+    let all = list(&store, &routes).await;
+    assert_eq!(counts(&all), (25, 25, None));
     let order: Vec<(String, String)> = all
         .items
         .iter()
@@ -466,76 +418,39 @@ pub async fn paging_and_sorting(h: &Harness) {
     assert_eq!(order, sorted, "sorted by (mesh, name)");
     assert_eq!(order[0], ("a-mesh".to_string(), "route-01".to_string()));
 
-    let page = |offset, size| ListQuery {
-        offset,
-        size: Some(size),
-        ..ListQuery::all(ResourceType::TrafficRoute)
-    };
-    let p1 = store
-        .list(&page(0, 10))
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
-    assert_eq!(
-        (p1.items.len(), p1.total, p1.next_offset),
-        (10, 25, Some(10))
-    );
-    assert_eq!(p1.items, all.items[0..10].to_vec());
-    let p2 = store
-        .list(&page(10, 10))
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
-    assert_eq!(
-        (p2.items.len(), p2.total, p2.next_offset),
-        (10, 25, Some(20))
-    );
-    assert_eq!(p2.items, all.items[10..20].to_vec());
-    let p3 = store
-        .list(&page(20, 10))
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
-    assert_eq!((p3.items.len(), p3.total, p3.next_offset), (5, 25, None));
-    assert_eq!(p3.items, all.items[20..25].to_vec());
-    let beyond = store
-        .list(&page(40, 10))
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
-    assert_eq!(
-        (beyond.items.len(), beyond.total, beyond.next_offset),
-        (0, 25, None)
-    );
-    let rest = store
-        .list(&ListQuery {
-            offset: 23,
-            ..ListQuery::all(ResourceType::TrafficRoute)
-        })
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
-    assert_eq!(
-        (rest.items.len(), rest.total, rest.next_offset),
-        (2, 25, None)
-    );
+    // (offset, size): (items, total, next offset), and the items are that slice of `all`.
+    let pages = [
+        ((0, Some(10)), (10, 25, Some(10))),
+        ((10, Some(10)), (10, 25, Some(20))),
+        ((20, Some(10)), (5, 25, None)),
+        ((40, Some(10)), (0, 25, None)),
+        ((23, None), (2, 25, None)),
+    ];
+    for ((offset, size), want) in pages {
+        let page = list(
+            &store,
+            &ListQuery {
+                offset,
+                size,
+                ..routes.clone()
+            },
+        )
+        .await;
+        assert_eq!(counts(&page), want, "page at {offset}, size {size:?}");
+        let end = all.items.len().min(offset + page.items.len());
+        assert_eq!(page.items, all.items[offset.min(end)..end].to_vec());
+    }
 
-    let in_mesh = store
-        .list(&ListQuery {
-            size: Some(5),
-            ..ListQuery::in_mesh(ResourceType::TrafficRoute, "b-mesh")
-        })
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
-    assert_eq!(
-        (in_mesh.items.len(), in_mesh.total, in_mesh.next_offset),
-        (5, 13, Some(5))
-    );
+    let in_mesh = ListQuery {
+        size: Some(5),
+        ..ListQuery::in_mesh(ResourceType::TrafficRoute, "b-mesh")
+    };
+    let in_mesh = list(&store, &in_mesh).await;
+    assert_eq!(counts(&in_mesh), (5, 13, Some(5)));
     assert!(in_mesh.items.iter().all(|r| r.meta.mesh == "b-mesh"));
 
-    let empty = store
-        .list(&ListQuery::all(ResourceType::Retry))
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
-    assert_eq!(
-        (empty.items.len(), empty.total, empty.next_offset),
-        (0, 0, None)
-    );
+    let empty = list(&store, &ListQuery::all(ResourceType::Retry)).await;
+    assert_eq!(counts(&empty), (0, 0, None));
 }
 
 pub async fn name_and_label_filters(h: &Harness) {
@@ -550,11 +465,6 @@ pub async fn name_and_label_filters(h: &Harness) {
     for (name, mesh, labels) in specs {
         create(&store, dataplane(mesh, name, 80).with_labels(labels)).await;
     }
-    let names = async |q: ListQuery| -> Vec<String> {
-        let page = store.list(&q).await.unwrap_or_else(|e| panic!("list: {e}"));
-        assert_eq!(page.total, page.items.len());
-        page.items.into_iter().map(|r| r.meta.name).collect()
-    };
     let base = ListQuery::all(ResourceType::Dataplane);
     let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
@@ -562,72 +472,45 @@ pub async fn name_and_label_filters(h: &Harness) {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     };
-    assert_eq!(
-        names(ListQuery {
-            name_contains: Some("backend".into()),
-            ..base.clone()
-        })
-        .await,
-        vec!["backend-1", "backend-2", "backend-3"]
-    );
-    assert_eq!(
-        names(ListQuery {
-            name_contains: Some("%_".into()),
-            ..base.clone()
-        })
-        .await,
-        vec!["odd%_name"]
-    );
-    assert_eq!(
-        names(ListQuery {
-            name_contains: Some("_".into()),
-            ..base.clone()
-        })
-        .await,
-        vec!["odd%_name"]
-    );
-    assert_eq!(
-        names(ListQuery {
-            name_contains: Some("BACKEND".into()),
-            ..base.clone()
-        })
-        .await,
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        names(ListQuery {
-            labels: labels(&[("app", "backend"), ("env", "prod")]),
-            ..base.clone()
-        })
-        .await,
-        vec!["backend-1", "backend-3"]
-    );
-    assert_eq!(
-        names(ListQuery {
-            labels: labels(&[("app", "x.y/z")]),
-            ..base.clone()
-        })
-        .await,
-        vec!["odd%_name"]
-    );
-    assert_eq!(
-        names(ListQuery {
-            labels: labels(&[("missing", "x")]),
-            ..base.clone()
-        })
-        .await,
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        names(ListQuery {
-            mesh: Some("m".into()),
-            name_contains: Some("-1".into()),
-            labels: labels(&[("env", "prod")]),
-            ..base.clone()
-        })
-        .await,
-        vec!["backend-1", "frontend-1"]
-    );
+    let named = |part: &str| ListQuery {
+        name_contains: Some(part.into()),
+        ..base.clone()
+    };
+    let labelled = |pairs: &[(&str, &str)]| ListQuery {
+        labels: labels(pairs),
+        ..base.clone()
+    };
+    let cases: Vec<(ListQuery, Vec<&str>)> = vec![
+        (
+            named("backend"),
+            vec!["backend-1", "backend-2", "backend-3"],
+        ),
+        // LIKE wildcards are plain characters.
+        (named("%_"), vec!["odd%_name"]),
+        (named("_"), vec!["odd%_name"]),
+        (named("BACKEND"), vec![]),
+        (
+            labelled(&[("app", "backend"), ("env", "prod")]),
+            vec!["backend-1", "backend-3"],
+        ),
+        (labelled(&[("app", "x.y/z")]), vec!["odd%_name"]),
+        (labelled(&[("missing", "x")]), vec![]),
+        (
+            ListQuery {
+                mesh: Some("m".into()),
+                name_contains: Some("-1".into()),
+                labels: labels(&[("env", "prod")]),
+                ..base.clone()
+            },
+            vec!["backend-1", "frontend-1"],
+        ),
+    ];
+    for (query, want) in cases {
+        let page = list(&store, &query).await;
+        assert_eq!(page.total, page.items.len(), "{query:?}");
+        let names: Vec<String> = page.items.into_iter().map(|r| r.meta.name).collect();
+        assert_eq!(names, want, "{query:?}");
+    }
 }
 
 // ---- change feed -----------------------------------------------------------------------
@@ -637,28 +520,22 @@ pub async fn feed_order_and_resume(h: &Harness) {
     assert_eq!(store.revision().await.ok(), Some(0));
     let a = create(&store, route("default", "a")).await;
     let b = create(&store, route("default", "b")).await;
-    store
-        .update(a.clone())
-        .await
-        .unwrap_or_else(|e| panic!("update: {e}"));
-    store
-        .delete(&b.key())
-        .await
-        .unwrap_or_else(|e| panic!("delete: {e}"));
+    ok("update", store.update(a.clone()).await);
+    ok("delete", store.delete(&b.key()).await);
     assert_eq!(store.revision().await.ok(), Some(4));
 
     let mut feed = store.changes(0);
-    let events = take_events(&mut feed, 4).await;
-    assert_consecutive(&events, 1);
-    assert_eq!(
-        shape(&events),
-        vec![
-            ev(Action::Create, &a.key()),
-            ev(Action::Create, &b.key()),
-            ev(Action::Update, &a.key()),
-            ev(Action::Delete, &b.key()),
-        ]
-    );
+    let events = expect_events(
+        &mut feed,
+        1,
+        &[
+            (Action::Create, a.key()),
+            (Action::Create, b.key()),
+            (Action::Update, a.key()),
+            (Action::Delete, b.key()),
+        ],
+    )
+    .await;
 
     // Resume in the middle.
     let mut resumed = store.changes(2);
@@ -668,9 +545,7 @@ pub async fn feed_order_and_resume(h: &Harness) {
     // Live: both feeds get the next change.
     let c = create(&store, route("default", "c")).await;
     for f in [&mut feed, &mut resumed] {
-        let next = take_events(f, 1).await;
-        assert_eq!(shape(&next), vec![ev(Action::Create, &c.key())]);
-        assert_eq!(next[0].revision, 5);
+        expect_events(f, 5, &[(Action::Create, c.key())]).await;
     }
     // From the current revision: nothing old, the next one live.
     let mut from_now = store.changes(5);
@@ -690,10 +565,7 @@ pub async fn feed_with_concurrent_writers(h: &Harness) {
             tokio::spawn(async move {
                 for i in 0..EACH {
                     let r = route(&format!("mesh-{w}"), &format!("r-{i}"));
-                    store
-                        .create(r, None)
-                        .await
-                        .unwrap_or_else(|e| panic!("create: {e}"));
+                    ok("create", store.create(r, None).await);
                 }
             })
         })
@@ -722,31 +594,19 @@ pub async fn feed_with_concurrent_writers(h: &Harness) {
 pub async fn apply_is_atomic(h: &Harness) {
     let store = h.open().await;
     let existing = create(&store, route("default", "existing")).await;
-    let before = store
-        .revision()
-        .await
-        .unwrap_or_else(|e| panic!("revision: {e}"));
+    let before = ok("revision", store.revision().await);
 
     // The last op fails: nothing of the batch may remain, and no event may be emitted.
     let batch = vec![
-        Op::Create {
-            resource: route("default", "new-1"),
-            owner: None,
-        },
+        create_op(route("default", "new-1")),
         Op::Update {
             resource: existing.clone(),
         },
         Op::Delete {
             key: existing.key(),
         },
-        Op::Create {
-            resource: route("default", "new-2"),
-            owner: None,
-        },
-        Op::Create {
-            resource: route("default", "new-1"),
-            owner: None,
-        },
+        create_op(route("default", "new-2")),
+        create_op(route("default", "new-1")),
     ];
     assert!(
         matches!(store.apply(batch).await, Err(StoreError::AlreadyExists(k)) if k.name == "new-1")
@@ -765,10 +625,7 @@ pub async fn apply_is_atomic(h: &Harness) {
         Some(existing.clone())
     );
     let stale = vec![
-        Op::Create {
-            resource: route("default", "new-3"),
-            owner: None,
-        },
+        create_op(route("default", "new-3")),
         Op::Update {
             resource: Resource {
                 meta: model::Meta {
@@ -803,36 +660,27 @@ pub async fn apply_is_atomic(h: &Harness) {
     );
 
     // A good batch: every op, consecutive revisions in op order, apply returns the last one.
-    let ok = vec![
-        Op::Create {
-            resource: route("default", "b-1"),
-            owner: None,
-        },
+    let good = vec![
+        create_op(route("default", "b-1")),
         Op::Update {
             resource: existing.clone(),
         },
-        Op::Create {
-            resource: route("default", "b-2"),
-            owner: None,
-        },
+        create_op(route("default", "b-2")),
         Op::Delete { key: marker.key() },
     ];
-    let last = store
-        .apply(ok)
-        .await
-        .unwrap_or_else(|e| panic!("apply: {e}"));
+    let last = ok("apply", store.apply(good).await);
     assert_eq!(last, before + 5);
-    let events = take_events(&mut feed, 4).await;
-    assert_consecutive(&events, before + 2);
-    assert_eq!(
-        shape(&events),
-        vec![
-            ev(Action::Create, &route("default", "b-1").key()),
-            ev(Action::Update, &existing.key()),
-            ev(Action::Create, &route("default", "b-2").key()),
-            ev(Action::Delete, &marker.key()),
-        ]
-    );
+    expect_events(
+        &mut feed,
+        before + 2,
+        &[
+            (Action::Create, route("default", "b-1").key()),
+            (Action::Update, existing.key()),
+            (Action::Create, route("default", "b-2").key()),
+            (Action::Delete, marker.key()),
+        ],
+    )
+    .await;
     assert_eq!(
         store
             .get(&existing.key())
@@ -892,14 +740,8 @@ pub async fn snapshot_is_consistent(h: &Harness) {
     let store = h.open().await;
     create(&store, mesh("default")).await;
     let dp = create(&store, dataplane("default", "dp", 80)).await;
-    store
-        .update(dp.clone())
-        .await
-        .unwrap_or_else(|e| panic!("update: {e}"));
-    let snapshot = store
-        .snapshot()
-        .await
-        .unwrap_or_else(|e| panic!("snapshot: {e}"));
+    ok("update", store.update(dp.clone()).await);
+    let snapshot = ok("snapshot", store.snapshot().await);
     assert_eq!(snapshot.revision, 3);
     let mut got: Vec<(ResourceKey, u64, u64)> = snapshot
         .resources
@@ -923,10 +765,7 @@ pub async fn second_instance_sees_writes(h: &Harness) {
     })
     .await;
     assert_eq!(seen, created);
-    let updated = second
-        .update(seen)
-        .await
-        .unwrap_or_else(|e| panic!("update: {e}"));
+    let updated = ok("update", second.update(seen).await);
     eventually("the first instance to see the update", async || {
         first
             .get(&created.key())
@@ -935,10 +774,7 @@ pub async fn second_instance_sees_writes(h: &Harness) {
             .filter(|r| r.meta.version == updated.meta.version)
     })
     .await;
-    first
-        .delete(&created.key())
-        .await
-        .unwrap_or_else(|e| panic!("delete: {e}"));
+    ok("delete", first.delete(&created.key()).await);
     eventually("the second instance to see the delete", async || {
         matches!(
             second.get(&created.key()).await,
@@ -966,10 +802,7 @@ pub async fn feed_resumes_after_reopen(h: &Harness) {
         let store = h.open().await;
         create(&store, mesh("default")).await;
         create(&store, route("default", "before")).await;
-        store
-            .revision()
-            .await
-            .unwrap_or_else(|e| panic!("revision: {e}"))
+        ok("revision", store.revision().await)
     };
     assert_eq!(revision, 2);
     // A new process: the data and the revision counter are still there.
@@ -1048,10 +881,7 @@ pub async fn no_committed_write_lost_on_sigkill(h: &Harness) {
             "{key} was reported committed but is missing"
         );
     }
-    let revision = store
-        .revision()
-        .await
-        .unwrap_or_else(|e| panic!("revision: {e}"));
+    let revision = ok("revision", store.revision().await);
     assert!(revision >= KILL_AFTER as u64);
     let events = take_events(&mut store.changes(0), revision as usize).await;
     assert_consecutive(&events, 1);

@@ -1,6 +1,6 @@
 //! Per-backend fixtures: a fresh store (memory, SQLite in a temp dir, a fresh PostgreSQL
-//! database on the `DATABASE_URL` server, or a cache over one of them), reopening it as a new
-//! process would, and cleaning up afterwards.
+//! database on the `DATABASE_URL` server ([`PgDatabase`], from `pgdb.rs`), or a cache over one
+//! of them), reopening it as a new process would, and cleaning up afterwards.
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -27,12 +27,7 @@ impl Kind {
     }
 }
 
-/// A fresh database on the `DATABASE_URL` server, dropped by [`Harness::cleanup`].
-pub struct PgDatabase {
-    admin_url: String,
-    pub name: String,
-    pub url: String,
-}
+pub use crate::pgdb::PgDatabase;
 
 pub fn database_url() -> String {
     match std::env::var("DATABASE_URL") {
@@ -45,28 +40,12 @@ pub fn database_url() -> String {
     }
 }
 
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let root = match base[authority_start..].find('/') {
-        Some(i) => &base[..authority_start + i],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{root}/{db}?{query}"),
-        None => format!("{root}/{db}"),
-    }
-}
-
+/// The suite's databases: a fresh one per test on the `DATABASE_URL` server, dropped by
+/// [`Harness::cleanup`].
 impl PgDatabase {
     /// Creates an empty database with a unique name.
     pub async fn create() -> PgDatabase {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let admin_url = database_url();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -76,20 +55,7 @@ impl PgDatabase {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("connecting to DATABASE_URL: {e}"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
-        let _ = admin.close().await;
-        let url = with_database(&admin_url, &name);
-        PgDatabase {
-            admin_url,
-            name,
-            url,
-        }
+        PgDatabase::create_on(database_url(), name).await
     }
 
     pub fn settings(&self) -> PostgresSettings {
@@ -107,45 +73,43 @@ impl PgDatabase {
             .unwrap_or_else(|e| panic!("connecting to DATABASE_URL: {e}"))
     }
 
+    /// The first column of each row of `sql`, run on an admin connection with `$1` bound to
+    /// this database's name; a failure panics, saying it was `what`.
+    async fn admin_query<T>(&self, sql: &'static str, what: &str) -> Vec<T>
+    where
+        (T,): for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+        T: Send + Unpin,
+    {
+        let mut admin = self.admin().await;
+        let rows = sqlx::query_scalar(sql)
+            .bind(&self.name)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let _ = admin.close().await;
+        rows
+    }
+
     /// Terminates every connection to this database except the admin one.
     pub async fn terminate_connections(&self) -> u64 {
-        let mut admin = self.admin().await;
-        let terminated: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(&self.name)
-        .fetch_all(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("terminating connections: {e}"));
-        let _ = admin.close().await;
+        let terminated: Vec<bool> = self
+            .admin_query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                "terminating connections",
+            )
+            .await;
         terminated.into_iter().filter(|t| *t).count() as u64
     }
 
     /// Whether a connection to this database is listening for change notifications.
     pub async fn listening(&self) -> bool {
-        let mut admin = self.admin().await;
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN %'",
-        )
-        .bind(&self.name)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("reading pg_stat_activity: {e}"));
-        let _ = admin.close().await;
-        n > 0
-    }
-
-    pub async fn drop_database(&self) {
-        let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await else {
-            return;
-        };
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await;
-        let _ = admin.close().await;
+        let listeners: Vec<i64> = self
+            .admin_query(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN %'",
+                "reading pg_stat_activity",
+            )
+            .await;
+        listeners.first().is_some_and(|n| *n > 0)
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod cases;
 mod harness;
+mod pgdb;
 
 /// One `#[tokio::test]` per case, running it against `$kind`.
 macro_rules! tests {
