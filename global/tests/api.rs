@@ -255,3 +255,109 @@ async fn remote_callers_need_a_token() {
         "the token never reaches the logs"
     );
 }
+
+/// Every read route of the API answers through the real process, write errors carry the
+/// right codes, and diagnostics report what happened.
+#[tokio::test]
+async fn every_route_answers_and_metrics_count_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let global = Global::start(dir.path(), &[]).await;
+    let client = Client::new();
+    let api = &global.api;
+
+    let mut paths: Vec<String> = [
+        "/",
+        "/meshes",
+        "/zones/_overview",
+        "/zones+insights",
+        "/zoneingresses/_overview",
+        "/meshes/default/dataplanes/_overview",
+        "/meshes/default/dataplanes+insights",
+        "/global-insight",
+        "/mesh-insights",
+        "/config",
+        "/versions",
+        "/_resources",
+        "/policies",
+        "/openapi.json",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    for kind in model::ResourceType::ALL {
+        let d = kind.descriptor();
+        if d.has_rest {
+            paths.push(match d.scope {
+                model::Scope::Global => format!("/{}", d.plural),
+                model::Scope::Mesh => format!("/meshes/default/{}", d.plural),
+            });
+        }
+    }
+    for path in &paths {
+        let r = client
+            .get(format!("{api}{path}"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+    }
+    let (_, config) = get(&client, format!("{api}/config")).await;
+    assert_eq!(config["store"]["type"], "sqlite", "{config}");
+
+    // A type the global does not own.
+    let dp = json!({"type": "Dataplane", "mesh": "default", "name": "dp-1",
+                    "networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]}});
+    let (status, err) = put(&client, format!("{api}/meshes/default/dataplanes/dp-1"), dp).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{err}");
+    assert!(
+        err["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{err}"
+    );
+    // A mesh that does not exist.
+    let (status, _) = put(
+        &client,
+        format!("{api}/meshes/nope/traffic-permissions/x"),
+        traffic_permission("x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A body over the limit.
+    let huge = json!({"type": "TrafficPermission", "mesh": "default", "name": "big",
+                      "sources": [{"match": {"kuma.io/service": "x".repeat(3 * 1024 * 1024)}}],
+                      "destinations": [{"match": {"kuma.io/service": "y"}}]});
+    let (status, err) = put(
+        &client,
+        format!("{api}/meshes/default/traffic-permissions/big"),
+        huge,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    // Malformed JSON.
+    let r = client
+        .put(format!("{api}/meshes/default/traffic-permissions/x"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let err: Value = r.json().await.expect("Kuma error body");
+    assert_eq!(err["type"], "/std-errors");
+
+    let metrics = client
+        .get(format!("{}/metrics", global.diagnostics))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("api_server_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"store_operation_duration_seconds_count{operation="list",result="ok"}"#),
+        "{metrics}"
+    );
+}

@@ -415,9 +415,7 @@ async fn apply_get_inspect_and_delete() {
     );
     assert_eq!(tp["sources"][0]["match"]["kuma.io/service"], "*", "{tp}");
 
-    // Inspect: overviews and insights. (`inspect services` and `inspect zoneegresses` are
-    // left out: the server has no `/meshes/{mesh}/service-insights` nor
-    // `/zoneegresses/_overview` yet.)
+    // Inspect: overviews and insights.
     let out = kumactl.run(&["inspect", "meshes"]);
     let rows = table(out.ok());
     assert_eq!(rows.len(), 1, "{}", out.describe());
@@ -433,6 +431,24 @@ async fn apply_get_inspect_and_delete() {
     );
     let out = kumactl.run(&["inspect", "zones"]);
     assert_eq!(table(out.ok()), [], "no zones: {}", out.describe());
+    assert_eq!(
+        headers(&out.stdout)[..2],
+        ["NAME", "STATUS"],
+        "{}",
+        out.describe()
+    );
+    // No dataplanes, so no services (computed from dataplanes and their insights).
+    let out = kumactl.run(&["inspect", "services"]);
+    assert_eq!(table(out.ok()), [], "no services: {}", out.describe());
+    assert_eq!(
+        headers(&out.stdout),
+        ["SERVICE", "STATUS", "DATAPLANES"],
+        "{}",
+        out.describe()
+    );
+    // There is no ZoneEgress type: the list is always empty.
+    let out = kumactl.run(&["inspect", "zoneegresses"]);
+    assert_eq!(table(out.ok()), [], "no zone egresses: {}", out.describe());
     assert_eq!(
         headers(&out.stdout)[..2],
         ["NAME", "STATUS"],

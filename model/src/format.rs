@@ -12,7 +12,7 @@ use crate::registry::ResourceType;
 use crate::resource::{Resource, Spec};
 
 /// Top-level keys that belong to the meta, not to the spec.
-const META_KEYS: &[&str] = &[
+pub const META_KEYS: &[&str] = &[
     "type",
     "name",
     "mesh",
@@ -120,10 +120,12 @@ pub fn format_time(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| "0001-01-01T00:00:00Z".to_string())
 }
 
-/// The kumactl JSON form: meta keys first (type, mesh, name, times, labels), spec inline.
-pub fn to_json_value(resource: &Resource) -> Value {
+/// The meta part of the kumactl JSON form, in Kuma's key order: `type` (as given, so that
+/// overviews can name their own type), `mesh` for mesh-scoped types, `name`, the times, and
+/// `labels` when there are any.
+pub fn meta_json(resource: &Resource, type_name: &str) -> Map<String, Value> {
     let mut object = Map::new();
-    object.insert("type".into(), Value::String(resource.kind().name().into()));
+    object.insert("type".into(), Value::String(type_name.into()));
     if resource.kind().is_mesh_scoped() {
         object.insert("mesh".into(), Value::String(resource.meta.mesh.clone()));
     }
@@ -145,6 +147,12 @@ pub fn to_json_value(resource: &Resource) -> Value {
             .collect();
         object.insert("labels".into(), Value::Object(labels));
     }
+    object
+}
+
+/// The kumactl JSON form: meta keys first (type, mesh, name, times, labels), spec inline.
+pub fn to_json_value(resource: &Resource) -> Value {
+    let mut object = meta_json(resource, resource.kind().name());
     if let Value::Object(spec) = resource.spec.to_json() {
         object.extend(spec);
     }

@@ -215,3 +215,23 @@ fn every_registered_type_has_a_spec_message() {
         assert_eq!(decoded, spec);
     }
 }
+
+#[test]
+fn examples_in_the_docs_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("docs/examples exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).expect("read example");
+            let resources =
+                parse_documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for resource in &resources {
+                model::validate::validate(resource)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            checked += resources.len();
+        }
+    }
+    assert!(checked >= 2, "the examples hold resources");
+}

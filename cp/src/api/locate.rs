@@ -11,17 +11,7 @@ use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::Value;
 
 use model::ResourceType;
-
-/// Keys of the kumactl form that are not spec fields.
-const META_KEYS: &[&str] = &[
-    "type",
-    "name",
-    "mesh",
-    "labels",
-    "creationTime",
-    "modificationTime",
-    "kri",
-];
+use model::format::META_KEYS;
 
 /// `(field path, reason)` of the first value of `body` that is not valid for `kind`'s spec.
 pub(crate) fn bad_field(kind: ResourceType, body: &Value) -> Option<(String, String)> {

@@ -5,7 +5,8 @@
 //! which both the axum router ([`router`]) and the OpenAPI document (`GET /openapi.json`,
 //! `openapi`) are built, so the two cannot drift. Then `resources` (CRUD on every
 //! registry type), [`list`] (paging and filters), `overview` (resource + insight pairs,
-//! `/global-insight`, `/mesh-insights`), `meta` (index, `/config`, `/_resources`, `/policies`, ...).
+//! `/global-insight`, `/mesh-insights`, the empty zone egress lists), `service_insights`
+//! (per-service dataplane counts), `meta` (index, `/config`, `/_resources`, `/policies`, ...).
 //!
 //! Cross-cutting: every failure is an [`ApiError`] rendered as Kuma's error body; request
 //! bodies go through [`Json`], whose rejections are `ApiError`s too. [`auth::authenticate`]
@@ -38,6 +39,7 @@ mod overview;
 mod render;
 mod resources;
 pub mod routes;
+mod service_insights;
 
 #[cfg(test)]
 mod tests;
@@ -138,6 +140,10 @@ pub struct ApiSettings {
     pub zone_name: Option<String>,
     /// `apiServer.authn.localhostIsAdmin` (Kuma's default true): loopback callers are admins.
     pub localhost_is_admin: bool,
+    /// `dnsServer.domain` (`mesh`): the domain of the `addressPort` service insights show.
+    pub dns_domain: String,
+    /// `dnsServer.serviceVipPort` (80): the port of that `addressPort`.
+    pub service_vip_port: u16,
 }
 
 impl ApiSettings {
@@ -151,6 +157,8 @@ impl ApiSettings {
             unsafe_delete: false,
             zone_name: None,
             localhost_is_admin: true,
+            dns_domain: "mesh".into(),
+            service_vip_port: 80,
         }
     }
 
@@ -167,6 +175,8 @@ impl ApiSettings {
             unsafe_delete: config.store.unsafe_delete,
             zone_name,
             localhost_is_admin: config.api_server.authn.localhost_is_admin,
+            dns_domain: config.dns_server.domain.clone(),
+            service_vip_port: config.dns_server.service_vip_port,
         }
     }
 }

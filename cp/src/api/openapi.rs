@@ -129,7 +129,7 @@ fn well_known(full_name: &str) -> Option<Value> {
 }
 
 fn spec_descriptor(kind: ResourceType) -> Option<MessageDescriptor> {
-    kds_proto::descriptor_pool().get_message_by_name(kind.descriptor().spec_proto)
+    message_descriptor(kind.descriptor().spec_proto)
 }
 
 /// `#/components/schemas/<Type>`: meta keys with the spec's fields inline, as Kuma's classic
@@ -188,6 +188,55 @@ fn overview_schemas(schemas: &mut Schemas, overview: &routes::Overview) {
         json!({ "allOf": [schema_ref("ResourceMeta"), { "type": "object", "properties": properties }] }),
     );
     schemas.0.insert(format!("{name}List"), list_schema(name));
+}
+
+fn message_descriptor(full_name: &str) -> Option<MessageDescriptor> {
+    kds_proto::descriptor_pool().get_message_by_name(full_name)
+}
+
+/// `ServiceInsight` (one exploded service: meta plus `ServiceInsight.Service`) and its list.
+fn service_insight_schemas(schemas: &mut Schemas) {
+    const NAME: &str = "ServiceInsight";
+    if schemas.0.contains_key(NAME) {
+        return;
+    }
+    let mut all_of = vec![schema_ref("ResourceMeta")];
+    if let Some(desc) = message_descriptor("kuma.mesh.v1alpha1.ServiceInsight.Service") {
+        all_of.push(schemas.message(&desc));
+    }
+    all_of.push(json!({
+        "type": "object",
+        "required": ["type", "mesh", "name"],
+        "properties": {
+            "type": { "type": "string", "enum": [NAME] },
+            "name": { "type": "string", "description": "the service (`kuma.io/service`)" },
+        },
+    }));
+    schemas.0.insert(NAME.into(), json!({ "allOf": all_of }));
+    schemas.0.insert(format!("{NAME}List"), list_schema(NAME));
+}
+
+/// `ZoneEgressOverview` and its list (never any items: there is no ZoneEgress type).
+fn zone_egress_overview_schemas(schemas: &mut Schemas) {
+    const NAME: &str = "ZoneEgressOverview";
+    if schemas.0.contains_key(NAME) {
+        return;
+    }
+    let mut properties = Map::new();
+    properties.insert("type".into(), json!({ "type": "string", "enum": [NAME] }));
+    for (field, message) in [
+        ("zoneEgress", "kuma.mesh.v1alpha1.ZoneEgress"),
+        ("zoneEgressInsight", "kuma.mesh.v1alpha1.ZoneEgressInsight"),
+    ] {
+        if let Some(desc) = message_descriptor(message) {
+            properties.insert(field.into(), schemas.message(&desc));
+        }
+    }
+    schemas.0.insert(
+        NAME.into(),
+        json!({ "allOf": [schema_ref("ResourceMeta"), { "type": "object", "properties": properties }] }),
+    );
+    schemas.0.insert(format!("{NAME}List"), list_schema(NAME));
 }
 
 fn base_schemas(schemas: &mut Schemas) {
@@ -276,18 +325,25 @@ fn path_parameters(path: &str) -> Vec<Value> {
         .collect()
 }
 
-fn list_parameters(kind: ResourceType) -> Vec<Value> {
-    let mut out = vec![
+/// `size` and `offset`.
+fn paging_parameters() -> Vec<Value> {
+    vec![
         json!({ "name": "size", "in": "query", "description": "page size",
             "schema": { "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE } }),
         json!({ "name": "offset", "in": "query", "description": "offset of the page, from the `next` link",
             "schema": { "type": "string" } }),
+    ]
+}
+
+fn list_parameters(kind: ResourceType) -> Vec<Value> {
+    let mut out = paging_parameters();
+    out.extend([
         json!({ "name": "name", "in": "query", "description": "keep resources whose name contains this",
             "schema": { "type": "string" } }),
         json!({ "name": "filter", "in": "query", "style": "deepObject", "explode": true,
             "description": "`filter[labels.KEY]=VALUE`: keep resources with this label",
             "schema": { "type": "object", "additionalProperties": { "type": "string" } } }),
-    ];
+    ]);
     if matches!(
         kind,
         ResourceType::Dataplane | ResourceType::ExternalService
@@ -330,6 +386,8 @@ fn tag_of(endpoint: &Endpoint) -> String {
         | Endpoint::Delete(kind) => kind.name().to_string(),
         Endpoint::OverviewList(ov, _) | Endpoint::OverviewGet(ov) => ov.kind.name().to_string(),
         Endpoint::MeshInsights | Endpoint::MeshInsight => "Mesh".to_string(),
+        Endpoint::ServiceInsights(_) | Endpoint::ServiceInsight => "ServiceInsight".to_string(),
+        Endpoint::ZoneEgressOverviews => "ZoneEgress".to_string(),
         _ => "System".to_string(),
     }
 }
@@ -404,6 +462,50 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
             responses.insert(
                 "200".into(),
                 ok("a page of mesh insights", schema_ref("ObjectList")),
+            );
+        }
+        Endpoint::ServiceInsights(listing) => {
+            service_insight_schemas(schemas);
+            parameters.extend(paging_parameters());
+            parameters.push(json!({ "name": "name", "in": "query",
+                "description": "keep services whose name contains this", "schema": { "type": "string" } }));
+            parameters.push(
+                json!({ "name": "type", "in": "query", "style": "form", "explode": false,
+                "description": "keep services of these types (comma-separated)",
+                "schema": { "type": "array", "items": { "type": "string",
+                    "enum": ["internal", "external", "gateway_delegated", "gateway_builtin"] } } }),
+            );
+            let scope = match listing {
+                Listing::InMesh => "one mesh",
+                _ => "every mesh",
+            };
+            responses.insert(
+                "200".into(),
+                ok(
+                    &format!("a page of services ({scope}), sorted by mesh and name"),
+                    schema_ref("ServiceInsightList"),
+                ),
+            );
+        }
+        Endpoint::ServiceInsight => {
+            service_insight_schemas(schemas);
+            responses.insert(
+                "200".into(),
+                ok(
+                    "the service; zero dataplanes when no proxy provides it (404 only for a missing mesh)",
+                    schema_ref("ServiceInsight"),
+                ),
+            );
+        }
+        Endpoint::ZoneEgressOverviews => {
+            zone_egress_overview_schemas(schemas);
+            parameters.extend(paging_parameters());
+            responses.insert(
+                "200".into(),
+                ok(
+                    "always an empty list: this control plane has no ZoneEgress type",
+                    schema_ref("ZoneEgressOverviewList"),
+                ),
             );
         }
         Endpoint::WhoAmI

@@ -1,6 +1,7 @@
 //! Resources joined with their insights (`ZoneOverview`, `ZoneIngressOverview`,
-//! `DataplaneOverview`, as `pkg/api-server/resource_endpoints.go` serves them) and the
-//! dashboard counts of `/global-insight`.
+//! `DataplaneOverview`, as `pkg/api-server/resource_endpoints.go` serves them; the always
+//! empty `ZoneEgressOverview` lists), the dashboard counts of `/global-insight` and the
+//! computed `/mesh-insights`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -22,23 +23,7 @@ use super::routes::{Listing, Overview};
 /// One overview item: the resource's meta with `type` = the overview type, then the
 /// resource's spec and (when there is one) the insight's spec.
 fn item(overview: &Overview, resource: &Resource, insight: Option<&Resource>) -> Value {
-    let mut object = Map::new();
-    object.insert("type".into(), Value::String(overview.type_name.into()));
-    if resource.kind().is_mesh_scoped() {
-        object.insert("mesh".into(), Value::String(resource.meta.mesh.clone()));
-    }
-    object.insert("name".into(), Value::String(resource.meta.name.clone()));
-    object.insert(
-        "creationTime".into(),
-        Value::String(format_time(resource.meta.creation_time)),
-    );
-    object.insert(
-        "modificationTime".into(),
-        Value::String(format_time(resource.meta.modification_time)),
-    );
-    if !resource.meta.labels.is_empty() {
-        object.insert("labels".into(), json!(resource.meta.labels));
-    }
+    let mut object = model::format::meta_json(resource, overview.type_name);
     let mut spec = resource.spec.to_json();
     // An unset `enabled` means enabled; clients (kumactl, the GUI) read the field.
     if let (Spec::Zone(_), Value::Object(fields)) = (&resource.spec, &mut spec) {
@@ -112,6 +97,16 @@ pub(super) async fn get(
     )))
 }
 
+/// `GET /zoneegresses/_overview`, `GET /zoneegressoverviews`: always an empty list. The
+/// resource model has no ZoneEgress type (nothing can create one, and no zone egress proxy
+/// connects to this control plane), so there is never a ZoneEgressOverview to show; the
+/// routes exist so that `kumactl inspect zoneegresses` and the GUI get Kuma's empty list
+/// instead of "Unknown endpoint". The paging parameters are still checked, as Kuma does.
+pub(super) async fn zone_egress_overviews(ctx: Ctx) -> Result<Json<Value>, ApiError> {
+    ListParams::parse(&ctx.query, "Could not retrieve resources")?;
+    Ok(Json(envelope(0, Vec::new(), None)))
+}
+
 /// Whether a proxy or zone is connected: some subscription connected and not disconnected.
 fn online<T>(subscriptions: &[T], times: impl Fn(&T) -> (bool, bool)) -> bool {
     subscriptions.iter().any(|s| {
@@ -137,7 +132,7 @@ fn insight_online(insight: Option<&Resource>) -> bool {
 
 /// Kuma's proxy status (`dataplane_overview_helpers.go`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Status {
+pub(super) enum Status {
     Online,
     Offline,
     PartiallyDegraded,
@@ -172,13 +167,17 @@ impl StatusCount {
 
 /// What a dataplane is, for the dashboard.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum ProxyKind {
+pub(super) enum ProxyKind {
     Standard,
     GatewayBuiltin,
     GatewayDelegated,
 }
 
-fn dataplane_status(dp: &Resource, insight: Option<&Resource>) -> (ProxyKind, Status, Vec<String>) {
+/// A dataplane's kind, status and services (`kuma.io/service` of its inbounds or gateway).
+pub(super) fn dataplane_status(
+    dp: &Resource,
+    insight: Option<&Resource>,
+) -> (ProxyKind, Status, Vec<String>) {
     let Spec::Dataplane(spec) = &dp.spec else {
         return (ProxyKind::Standard, Status::Offline, Vec::new());
     };

@@ -5,7 +5,9 @@
 //! registry type with a REST path `P` (and its older spelling, when it has one):
 //! global-scoped `GET /P`, `GET|PUT|DELETE /P/{name}`; mesh-scoped `GET /meshes/{mesh}/P`,
 //! `GET /P` (across meshes), `GET|PUT|DELETE /meshes/{mesh}/P/{name}`. Types with insights
-//! add `_overview` routes and the legacy `+insights` paths older kumactl uses.
+//! add `_overview` routes and the legacy `+insights` paths older kumactl uses. Computed views
+//! with no stored type behind them — mesh insights, service insights, the (always empty) zone
+//! egress overviews — have routes of their own.
 
 use axum::extract::State;
 use axum::http::Method;
@@ -16,7 +18,7 @@ use super::ApiState;
 use super::context::Ctx;
 use super::error::ApiError;
 use super::json::Json;
-use super::{meta, openapi, overview, resources};
+use super::{meta, openapi, overview, resources, service_insights};
 
 /// Which resources a list route covers.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -98,6 +100,14 @@ pub enum Endpoint {
     MeshInsights,
     /// `GET /mesh-insights/{name}`.
     MeshInsight,
+    /// `GET /meshes/{mesh}/service-insights`, `GET /service-insights`: one computed
+    /// `ServiceInsight` per service (kumactl `inspect services`, the GUI).
+    ServiceInsights(Listing),
+    /// `GET /meshes/{mesh}/service-insights/{name}`.
+    ServiceInsight,
+    /// `GET /zoneegresses/_overview`, `GET /zoneegressoverviews`: always empty, there is no
+    /// ZoneEgress type (kumactl `inspect zoneegresses`, the GUI).
+    ZoneEgressOverviews,
     List(ResourceType, Listing),
     Get(ResourceType),
     Put(ResourceType),
@@ -194,6 +204,38 @@ pub fn routes() -> Vec<Route> {
             "/mesh-insights/{name}",
             Endpoint::MeshInsight,
             "Counts of dataplanes, policies, services and versions of one mesh",
+        ),
+        Route::new(
+            Method::GET,
+            "/meshes/{mesh}/service-insights",
+            Endpoint::ServiceInsights(Listing::InMesh),
+            "Per-service dataplane counts of a mesh",
+        ),
+        Route::new(
+            Method::GET,
+            "/service-insights",
+            Endpoint::ServiceInsights(Listing::AllMeshes),
+            "Per-service dataplane counts of every mesh",
+        ),
+        Route::new(
+            Method::GET,
+            "/meshes/{mesh}/service-insights/{name}",
+            Endpoint::ServiceInsight,
+            "Dataplane counts of one service of a mesh",
+        ),
+        // No ZoneEgress type exists here, so these lists are always empty (see
+        // `overview::zone_egress_overviews`); they exist for kumactl and the GUI.
+        Route::new(
+            Method::GET,
+            "/zoneegresses/_overview",
+            Endpoint::ZoneEgressOverviews,
+            "List ZoneEgress resources with their insights (always empty: no ZoneEgress type)",
+        ),
+        Route::new(
+            Method::GET,
+            "/zoneegressoverviews",
+            Endpoint::ZoneEgressOverviews,
+            "List ZoneEgress resources with their insights (legacy path; always empty)",
         ),
     ];
     for &kind in ResourceType::ALL {
@@ -355,6 +397,15 @@ pub(super) fn handler(route: &Route) -> MethodRouter<ApiState> {
         Endpoint::OpenApi => get(openapi::serve),
         Endpoint::MeshInsights => get(overview::mesh_insights),
         Endpoint::MeshInsight => get(overview::mesh_insight_of),
+        Endpoint::ServiceInsights(listing) => {
+            get(move |State(state): State<ApiState>, ctx: Ctx| {
+                service_insights::list(state, listing, ctx)
+            })
+        }
+        Endpoint::ServiceInsight => {
+            get(|State(state): State<ApiState>, ctx: Ctx| service_insights::get(state, ctx))
+        }
+        Endpoint::ZoneEgressOverviews => get(overview::zone_egress_overviews),
         Endpoint::List(kind, listing) => get(move |State(state): State<ApiState>, ctx: Ctx| {
             resources::list(state, kind, listing, ctx)
         }),

@@ -1312,6 +1312,278 @@ async fn dataplane_and_zone_overviews() {
         .assert_error(StatusCode::NOT_FOUND);
 }
 
+fn spec(kind: ResourceType, value: Value) -> Spec {
+    Spec::from_json(kind, &value, true).expect("valid spec JSON")
+}
+
+/// A DataplaneInsight with one subscription: connected, or connected then disconnected;
+/// with the certificate of `backend` when given.
+fn dp_insight(mesh: &str, name: &str, connected: bool, backend: Option<&str>) -> Resource {
+    let mut subscription = json!({ "id": "s-1", "controlPlaneInstanceId": "cp-1",
+        "connectTime": "2025-12-31T23:00:00Z" });
+    if !connected {
+        subscription["disconnectTime"] = json!("2025-12-31T23:30:00Z");
+    }
+    let mut insight = json!({ "subscriptions": [subscription] });
+    if let Some(backend) = backend {
+        insight["mTLS"] = json!({ "issuedBackend": backend });
+    }
+    Resource::new(mesh, name, spec(ResourceType::DataplaneInsight, insight))
+}
+
+#[tokio::test]
+async fn service_insights_count_dataplanes_per_service() {
+    let h = harness(CpMode::Global);
+    h.seed(builders::mesh("default")).await;
+    h.seed(builders::mesh("other")).await;
+    // web: dp-1 online, dp-2 without insight (offline), dp-3 disconnected (offline).
+    h.seed(builders::dataplane(
+        "default",
+        "dp-1",
+        "10.0.0.1",
+        &[(8080, "web")],
+    ))
+    .await;
+    h.seed(dp_insight("default", "dp-1", true, Some("ca-1")))
+        .await;
+    h.seed(builders::dataplane(
+        "default",
+        "dp-2",
+        "10.0.0.2",
+        &[(8080, "web")],
+    ))
+    .await;
+    h.seed(builders::dataplane(
+        "default",
+        "dp-3",
+        "10.0.0.3",
+        &[(8080, "web"), (9090, "backend")],
+    ))
+    .await;
+    h.seed(dp_insight("default", "dp-3", false, None)).await;
+    // db: one online dataplane with two inbounds of it (counted once) in zone-1, plus an
+    // ignored inbound of `hidden` that provides nothing.
+    let db = json!({ "networking": { "address": "10.0.0.4", "inbound": [
+        { "port": 5432, "tags": { "kuma.io/service": "db", "kuma.io/zone": "zone-1" } },
+        { "port": 5433, "tags": { "kuma.io/service": "db", "kuma.io/zone": "zone-1" } },
+        { "port": 7000, "state": "Ignored", "tags": { "kuma.io/service": "hidden" } },
+    ] } });
+    h.seed(Resource::new(
+        "default",
+        "dp-4",
+        spec(ResourceType::Dataplane, db),
+    ))
+    .await;
+    h.seed(dp_insight("default", "dp-4", true, Some("ca-1")))
+        .await;
+    // A delegated gateway, online.
+    let gateway = json!({ "networking": { "address": "10.0.0.5",
+        "gateway": { "tags": { "kuma.io/service": "edge" } } } });
+    h.seed(Resource::new(
+        "default",
+        "gw-1",
+        spec(ResourceType::Dataplane, gateway),
+    ))
+    .await;
+    h.seed(dp_insight("default", "gw-1", true, None)).await;
+    let external = json!({ "networking": { "address": "httpbin.org:443" },
+        "tags": { "kuma.io/service": "httpbin", "kuma.io/protocol": "http" } });
+    h.seed(Resource::new(
+        "default",
+        "httpbin",
+        spec(ResourceType::ExternalService, external),
+    ))
+    .await;
+    // Another mesh.
+    h.seed(builders::dataplane(
+        "other",
+        "api-1",
+        "10.1.0.1",
+        &[(80, "api")],
+    ))
+    .await;
+    h.seed(dp_insight("other", "api-1", true, None)).await;
+    let c = h.local();
+
+    let r = c.get("/meshes/default/service-insights").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["total"], 5, "{}", r.text);
+    assert_eq!(r.json["next"], Value::Null);
+    let items = r.json["items"].as_array().expect("items");
+    let names: Vec<&str> = items
+        .iter()
+        .map(|i| i["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["backend", "db", "edge", "httpbin", "web"]);
+    let by_name = |name: &str| -> Value {
+        items
+            .iter()
+            .find(|i| i["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {}", r.text))
+    };
+    let mut web = by_name("web");
+    for key in ["creationTime", "modificationTime"] {
+        parse_time(&web[key]);
+        web.as_object_mut().expect("object").remove(key);
+    }
+    assert_eq!(
+        web,
+        json!({ "type": "ServiceInsight", "mesh": "default", "name": "web",
+            "status": "partially_degraded",
+            "dataplanes": { "total": 3, "online": 1, "offline": 2 },
+            "issuedBackends": { "ca-1": 1 },
+            "serviceType": "internal", "addressPort": "web.mesh:80" })
+    );
+    let backend = by_name("backend");
+    assert_eq!(backend["status"], "offline");
+    assert_eq!(
+        backend["dataplanes"],
+        json!({ "total": 1, "online": 0, "offline": 1 })
+    );
+    assert!(backend.get("issuedBackends").is_none(), "{backend}");
+    let db = by_name("db");
+    assert_eq!(db["status"], "online");
+    assert_eq!(
+        db["dataplanes"],
+        json!({ "total": 1, "online": 1, "offline": 0 })
+    );
+    assert_eq!(db["zones"], json!(["zone-1"]));
+    assert_eq!(db["addressPort"], "db.mesh:80");
+    let edge = by_name("edge");
+    assert_eq!(edge["serviceType"], "gateway_delegated");
+    assert_eq!(edge["status"], "online");
+    assert!(edge.get("addressPort").is_none(), "{edge}");
+    let httpbin = by_name("httpbin");
+    assert_eq!(httpbin["serviceType"], "external");
+    assert_eq!(httpbin["status"], "not_available");
+    assert_eq!(httpbin["addressPort"], "httpbin.org:443");
+    assert_eq!(httpbin["dataplanes"]["total"], 0);
+    // The mesh's creation time; modified no earlier than anything counted.
+    let mesh = c.get("/meshes/default").await;
+    assert_eq!(by_name("web")["creationTime"], mesh.json["creationTime"]);
+    assert!(
+        parse_time(&by_name("web")["modificationTime"]) >= parse_time(&mesh.json["creationTime"])
+    );
+
+    // Every mesh: sorted by mesh, then name.
+    let r = c.get("/service-insights").await;
+    assert_eq!(r.json["total"], 6, "{}", r.text);
+    assert_eq!(r.json["items"][5]["mesh"], "other");
+    assert_eq!(r.json["items"][5]["name"], "api");
+    assert_eq!(r.json["items"][5]["status"], "online");
+
+    // Filters and paging.
+    let names_of = |r: &Resp| -> Vec<String> {
+        r.json["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let r = c.get("/meshes/default/service-insights?name=back").await;
+    assert_eq!(names_of(&r), ["backend"], "{}", r.text);
+    let r = c
+        .get("/meshes/default/service-insights?type=external,Gateway_Delegated")
+        .await;
+    assert_eq!(names_of(&r), ["edge", "httpbin"], "{}", r.text);
+    let r = c.get("/meshes/default/service-insights?type=bogus").await;
+    r.assert_error(StatusCode::BAD_REQUEST);
+    assert_eq!(r.json["detail"], "bad request: unsupported service type");
+    let r = c.get("/meshes/default/service-insights?size=2").await;
+    assert_eq!(r.json["total"], 5, "{}", r.text);
+    assert_eq!(names_of(&r), ["backend", "db"]);
+    assert_eq!(
+        r.json["next"],
+        "http://localhost:5681/meshes/default/service-insights?offset=2&size=2"
+    );
+    let r = c
+        .get("/meshes/default/service-insights?size=2&offset=4")
+        .await;
+    assert_eq!(names_of(&r), ["web"], "{}", r.text);
+    assert_eq!(r.json["next"], Value::Null);
+    c.get("/meshes/default/service-insights?size=0")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+
+    // One service.
+    let r = c.get("/meshes/default/service-insights/web").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["name"], "web");
+    assert_eq!(r.json["dataplanes"]["total"], 3);
+    // A service nobody provides: zero dataplanes, as Kuma answers.
+    let r = c.get("/meshes/default/service-insights/nobody").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["dataplanes"],
+        json!({ "total": 0, "online": 0, "offline": 0 })
+    );
+    assert!(r.json.get("status").is_none(), "{}", r.text);
+    // A missing mesh: 404 for one service, an empty list for the list.
+    c.get("/meshes/nope/service-insights/web")
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    let r = c.get("/meshes/nope/service-insights").await;
+    assert_eq!(
+        r.json,
+        json!({ "total": 0, "items": [], "next": null }),
+        "{}",
+        r.text
+    );
+
+    // Service insights are computed: nothing to write.
+    c.put("/meshes/default/service-insights/web", &json!({}))
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn service_insights_of_an_empty_mesh() {
+    let h = harness(CpMode::Global);
+    h.seed(builders::mesh("default")).await;
+    let c = h.local();
+    for url in ["/meshes/default/service-insights", "/service-insights"] {
+        let r = c.get(url).await;
+        assert_eq!(r.status, StatusCode::OK, "{url}: {}", r.text);
+        assert_eq!(
+            r.json,
+            json!({ "total": 0, "items": [], "next": null }),
+            "{url}"
+        );
+    }
+    // A dataplane without services (no inbounds) adds none.
+    let bare = json!({ "networking": { "address": "10.0.0.9" } });
+    h.seed(Resource::new(
+        "default",
+        "bare",
+        spec(ResourceType::Dataplane, bare),
+    ))
+    .await;
+    assert_eq!(
+        c.get("/meshes/default/service-insights").await.json["total"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn zone_egress_overviews_are_empty() {
+    let h = harness(CpMode::Global);
+    let c = h.local();
+    for url in ["/zoneegresses/_overview", "/zoneegressoverviews"] {
+        let r = c.get(url).await;
+        assert_eq!(r.status, StatusCode::OK, "{url}: {}", r.text);
+        assert_eq!(
+            r.json,
+            json!({ "total": 0, "items": [], "next": null }),
+            "{url}"
+        );
+    }
+    c.get("/zoneegresses/_overview?size=abc")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+}
+
 // === router plumbing ===
 
 #[tokio::test]

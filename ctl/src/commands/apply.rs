@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail};
 use model::{Resource, ResourceType};
 use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::print;
 use crate::cli::ApplyArgs;
@@ -230,22 +230,9 @@ fn kri(resource: &Resource) -> Option<String> {
 /// What `--dry-run` prints for one resource: its meta as kumactl would send it (zero
 /// times), then its spec, each with sorted keys.
 pub fn dry_run_yaml(resource: &Resource) -> String {
-    let mut meta = Map::new();
-    meta.insert("type".into(), Value::String(resource.kind().name().into()));
-    if resource.kind().is_mesh_scoped() {
-        meta.insert("mesh".into(), Value::String(resource.meta.mesh.clone()));
-    }
-    meta.insert("name".into(), Value::String(resource.meta.name.clone()));
-    meta.insert("creationTime".into(), Value::String(ZERO_TIME.into()));
-    meta.insert("modificationTime".into(), Value::String(ZERO_TIME.into()));
-    if !resource.meta.labels.is_empty() {
-        let labels = resource
-            .meta
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        meta.insert("labels".into(), Value::Object(labels));
+    let mut meta = model::format::meta_json(resource, resource.kind().name());
+    for time in ["creationTime", "modificationTime"] {
+        meta.insert(time.into(), Value::String(ZERO_TIME.into()));
     }
     if let Some(kri) = kri(resource) {
         meta.insert("kri".into(), Value::String(kri));
