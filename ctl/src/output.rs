@@ -232,62 +232,65 @@ pub fn get_table(kind: ResourceType, items: &[Value], now: OffsetDateTime) -> Ta
     t
 }
 
+/// A mesh's MTLS or METRICS column: `type/name` of the enabled backend, `off` when none is
+/// enabled. `backends` are `(name, type)` pairs.
+fn enabled_backend<'a>(
+    enabled: &str,
+    mut backends: impl Iterator<Item = (&'a str, &'a str)>,
+) -> String {
+    if enabled.is_empty() {
+        return "off".to_string();
+    }
+    let backend_type = backends
+        .find(|(name, _)| *name == enabled)
+        .map_or("", |(_, kind)| kind);
+    format!("{backend_type}/{enabled}")
+}
+
+/// A mesh's LOGGING or TRACING column: every `type/name`, `off` when there is none.
+/// `backends` are `(name, type)` pairs.
+fn backend_list<'a>(backends: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let list = backends
+        .map(|(name, kind)| format!("{kind}/{name}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.is_empty() { "off".into() } else { list }
+}
+
 fn get_row(kind: ResourceType, item: &Value, now: OffsetDateTime) -> Vec<String> {
     let mesh = str_field(item, "mesh").to_string();
     let name = str_field(item, "name").to_string();
     let age = age(item, now);
     match typed_spec(kind, item) {
         Spec::Mesh(m) => {
-            let mtls = m
-                .mtls
-                .as_ref()
-                .filter(|t| !t.enabled_backend.is_empty())
-                .map_or("off".to_string(), |t| {
-                    let backend_type = t
-                        .backends
+            let mtls = m.mtls.as_ref().map_or("off".to_string(), |t| {
+                enabled_backend(
+                    &t.enabled_backend,
+                    t.backends
                         .iter()
-                        .find(|b| b.name == t.enabled_backend)
-                        .map(|b| b.r#type.as_str())
-                        .unwrap_or("");
-                    format!("{backend_type}/{}", t.enabled_backend)
-                });
-            let metrics = m
-                .metrics
-                .as_ref()
-                .filter(|t| !t.enabled_backend.is_empty())
-                .map_or("off".to_string(), |t| {
-                    let backend_type = t
-                        .backends
+                        .map(|b| (b.name.as_str(), b.r#type.as_str())),
+                )
+            });
+            let metrics = m.metrics.as_ref().map_or("off".to_string(), |t| {
+                enabled_backend(
+                    &t.enabled_backend,
+                    t.backends
                         .iter()
-                        .find(|b| b.name == t.enabled_backend)
-                        .map(|b| b.r#type.as_str())
-                        .unwrap_or("");
-                    format!("{backend_type}/{}", t.enabled_backend)
-                });
-            let logging = m
-                .logging
-                .as_ref()
-                .map(|l| {
-                    l.backends
-                        .iter()
-                        .map(|b| format!("{}/{}", b.r#type, b.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "off".into());
-            let tracing = m
-                .tracing
-                .as_ref()
-                .map(|l| {
-                    l.backends
-                        .iter()
-                        .map(|b| format!("{}/{}", b.r#type, b.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "off".into());
+                        .map(|b| (b.name.as_str(), b.r#type.as_str())),
+                )
+            });
+            let logging = backend_list(
+                m.logging
+                    .iter()
+                    .flat_map(|l| l.backends.iter())
+                    .map(|b| (b.name.as_str(), b.r#type.as_str())),
+            );
+            let tracing = backend_list(
+                m.tracing
+                    .iter()
+                    .flat_map(|l| l.backends.iter())
+                    .map(|b| (b.name.as_str(), b.r#type.as_str())),
+            );
             let routing = m.routing.unwrap_or_default();
             vec![
                 name,

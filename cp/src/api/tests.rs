@@ -178,6 +178,18 @@ impl Harness {
         self.store.create(resource, None).await.expect("seed")
     }
 
+    /// Seeds a dataplane with an inbound per `(port, service)`.
+    async fn seed_dataplane(
+        &self,
+        mesh: &str,
+        name: &str,
+        address: &str,
+        inbounds: &[(u32, &str)],
+    ) -> Resource {
+        self.seed(builders::dataplane(mesh, name, address, inbounds))
+            .await
+    }
+
     async fn count(&self, kind: ResourceType) -> usize {
         self.store
             .list(&ListQuery::all(kind))
@@ -313,6 +325,23 @@ impl Client {
 
     async fn delete(&self, uri: &str) -> Resp {
         self.send(Method::DELETE, uri, None, None).await
+    }
+
+    /// A PUT of raw `body` bytes with the given Content-Type.
+    async fn put_bytes(&self, uri: &str, body: &[u8], content_type: &str) -> Resp {
+        self.send(Method::PUT, uri, Some(body.to_vec()), Some(content_type))
+            .await
+    }
+
+    /// Asserts that `uri` lists nothing: 200 with an empty page.
+    async fn assert_empty_list(&self, uri: &str) {
+        let r = self.get(uri).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text);
+        assert_eq!(
+            r.json,
+            json!({ "total": 0, "items": [], "next": null }),
+            "{uri}"
+        );
     }
 }
 
@@ -633,12 +662,7 @@ async fn malformed_bodies_get_the_kuma_envelope() {
     let h = harness(CpMode::Global);
     let c = h.local();
     let r = c
-        .send(
-            Method::PUT,
-            "/meshes/m1",
-            Some(b"{\"type\": \"Mesh\", ".to_vec()),
-            Some("application/json"),
-        )
+        .put_bytes("/meshes/m1", b"{\"type\": \"Mesh\", ", "application/json")
         .await;
     r.assert_error(StatusCode::BAD_REQUEST);
     assert_eq!(r.json["title"], "Bad Request");
@@ -648,14 +672,7 @@ async fn malformed_bodies_get_the_kuma_envelope() {
             .is_some_and(|d| d.contains("not valid JSON"))
     );
 
-    let r = c
-        .send(
-            Method::PUT,
-            "/meshes/m1",
-            Some(b"type: Mesh".to_vec()),
-            Some("text/plain"),
-        )
-        .await;
+    let r = c.put_bytes("/meshes/m1", b"type: Mesh", "text/plain").await;
     r.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     let r = c.put("/meshes/m1", &json!(["not", "an", "object"])).await;
@@ -680,13 +697,8 @@ async fn body_over_the_limit_is_413() {
 async fn mesh_with_dataplanes_cannot_be_deleted_unless_unsafe() {
     let h = harness(CpMode::Global);
     h.seed(builders::mesh("m1")).await;
-    h.seed(builders::dataplane(
-        "m1",
-        "dp-1",
-        "10.0.0.1",
-        &[(8080, "web")],
-    ))
-    .await;
+    h.seed_dataplane("m1", "dp-1", "10.0.0.1", &[(8080, "web")])
+        .await;
     let r = h.local().delete("/meshes/m1").await;
     r.assert_error(StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -699,13 +711,8 @@ async fn mesh_with_dataplanes_cannot_be_deleted_unless_unsafe() {
 
     let h = harness_with(CpMode::Global, |s| s.unsafe_delete = true);
     h.seed(builders::mesh("m1")).await;
-    h.seed(builders::dataplane(
-        "m1",
-        "dp-1",
-        "10.0.0.1",
-        &[(8080, "web")],
-    ))
-    .await;
+    h.seed_dataplane("m1", "dp-1", "10.0.0.1", &[(8080, "web")])
+        .await;
     let r = h.local().delete("/meshes/m1").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(h.count(ResourceType::Dataplane).await, 0, "cascade");
@@ -906,27 +913,17 @@ async fn label_filter() {
 async fn tag_and_gateway_filters_on_dataplanes() {
     let h = harness(CpMode::Standalone);
     h.seed(builders::mesh("default")).await;
-    h.seed(builders::dataplane(
-        "default",
-        "backend-1",
-        "10.0.0.1",
-        &[(8080, "backend")],
-    ))
-    .await;
-    h.seed(builders::dataplane(
+    h.seed_dataplane("default", "backend-1", "10.0.0.1", &[(8080, "backend")])
+        .await;
+    h.seed_dataplane(
         "default",
         "api-1",
         "10.0.0.2",
         &[(8080, "web"), (9090, "backend-api")],
-    ))
+    )
     .await;
-    h.seed(builders::dataplane(
-        "default",
-        "web-1",
-        "10.0.0.3",
-        &[(8080, "web")],
-    ))
-    .await;
+    h.seed_dataplane("default", "web-1", "10.0.0.3", &[(8080, "web")])
+        .await;
     let mut gateway = builders::dataplane("default", "gw-1", "10.0.0.4", &[]);
     if let Spec::Dataplane(dp) = &mut gateway.spec
         && let Some(n) = dp.networking.as_mut()
@@ -1069,18 +1066,9 @@ async fn remote_callers() {
     let r = anonymous.get("/meshes/default/secrets/s1").await;
     r.assert_error(StatusCode::FORBIDDEN);
     assert_eq!(r.json["title"], "Access Denied");
-    anonymous
-        .get("/meshes/default/secrets")
-        .await
-        .assert_error(StatusCode::FORBIDDEN);
-    anonymous
-        .get("/secrets")
-        .await
-        .assert_error(StatusCode::FORBIDDEN);
-    anonymous
-        .get("/global-secrets")
-        .await
-        .assert_error(StatusCode::FORBIDDEN);
+    for uri in ["/meshes/default/secrets", "/secrets", "/global-secrets"] {
+        anonymous.get(uri).await.assert_error(StatusCode::FORBIDDEN);
+    }
 
     let bad = h.remote(Some("stolen"));
     let r = bad.get("/meshes").await;
@@ -1178,20 +1166,10 @@ fn connected_subscription() -> model::mesh_pb::DiscoverySubscription {
 async fn dataplane_and_zone_overviews() {
     let h = harness(CpMode::Global);
     h.seed(builders::mesh("default")).await;
-    h.seed(builders::dataplane(
-        "default",
-        "dp-1",
-        "10.0.0.1",
-        &[(8080, "web")],
-    ))
-    .await;
-    h.seed(builders::dataplane(
-        "default",
-        "dp-2",
-        "10.0.0.2",
-        &[(8080, "web")],
-    ))
-    .await;
+    h.seed_dataplane("default", "dp-1", "10.0.0.1", &[(8080, "web")])
+        .await;
+    h.seed_dataplane("default", "dp-2", "10.0.0.2", &[(8080, "web")])
+        .await;
     let insight = model::mesh_pb::DataplaneInsight {
         subscriptions: vec![connected_subscription()],
         ..Default::default()
@@ -1337,28 +1315,18 @@ async fn service_insights_count_dataplanes_per_service() {
     h.seed(builders::mesh("default")).await;
     h.seed(builders::mesh("other")).await;
     // web: dp-1 online, dp-2 without insight (offline), dp-3 disconnected (offline).
-    h.seed(builders::dataplane(
-        "default",
-        "dp-1",
-        "10.0.0.1",
-        &[(8080, "web")],
-    ))
-    .await;
+    h.seed_dataplane("default", "dp-1", "10.0.0.1", &[(8080, "web")])
+        .await;
     h.seed(dp_insight("default", "dp-1", true, Some("ca-1")))
         .await;
-    h.seed(builders::dataplane(
-        "default",
-        "dp-2",
-        "10.0.0.2",
-        &[(8080, "web")],
-    ))
-    .await;
-    h.seed(builders::dataplane(
+    h.seed_dataplane("default", "dp-2", "10.0.0.2", &[(8080, "web")])
+        .await;
+    h.seed_dataplane(
         "default",
         "dp-3",
         "10.0.0.3",
         &[(8080, "web"), (9090, "backend")],
-    ))
+    )
     .await;
     h.seed(dp_insight("default", "dp-3", false, None)).await;
     // db: one online dataplane with two inbounds of it (counted once) in zone-1, plus an
@@ -1395,13 +1363,8 @@ async fn service_insights_count_dataplanes_per_service() {
     ))
     .await;
     // Another mesh.
-    h.seed(builders::dataplane(
-        "other",
-        "api-1",
-        "10.1.0.1",
-        &[(80, "api")],
-    ))
-    .await;
+    h.seed_dataplane("other", "api-1", "10.1.0.1", &[(80, "api")])
+        .await;
     h.seed(dp_insight("other", "api-1", true, None)).await;
     let c = h.local();
 
@@ -1544,13 +1507,7 @@ async fn service_insights_of_an_empty_mesh() {
     h.seed(builders::mesh("default")).await;
     let c = h.local();
     for url in ["/meshes/default/service-insights", "/service-insights"] {
-        let r = c.get(url).await;
-        assert_eq!(r.status, StatusCode::OK, "{url}: {}", r.text);
-        assert_eq!(
-            r.json,
-            json!({ "total": 0, "items": [], "next": null }),
-            "{url}"
-        );
+        c.assert_empty_list(url).await;
     }
     // A dataplane without services (no inbounds) adds none.
     let bare = json!({ "networking": { "address": "10.0.0.9" } });
@@ -1571,13 +1528,7 @@ async fn zone_egress_overviews_are_empty() {
     let h = harness(CpMode::Global);
     let c = h.local();
     for url in ["/zoneegresses/_overview", "/zoneegressoverviews"] {
-        let r = c.get(url).await;
-        assert_eq!(r.status, StatusCode::OK, "{url}: {}", r.text);
-        assert_eq!(
-            r.json,
-            json!({ "total": 0, "items": [], "next": null }),
-            "{url}"
-        );
+        c.assert_empty_list(url).await;
     }
     c.get("/zoneegresses/_overview?size=abc")
         .await

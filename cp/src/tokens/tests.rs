@@ -88,6 +88,49 @@ async fn stored_pem(store: &SharedStore, key: &ResourceKey) -> String {
     String::from_utf8(signing::secret_data(&res).unwrap().to_vec()).unwrap()
 }
 
+/// The refusal of a user token.
+async fn user_err(validator: &TokenValidator, token: &str) -> TokenError {
+    validator.validate_user_token(token).await.unwrap_err()
+}
+
+/// The refusal of a dataplane token presented by `dataplane`.
+async fn dataplane_err(
+    validator: &TokenValidator,
+    token: &str,
+    dataplane: &DataplaneInfo,
+) -> TokenError {
+    validator
+        .validate_dataplane_token(token, dataplane)
+        .await
+        .unwrap_err()
+}
+
+/// The refusal of a zone token for `scope` at the zone `cp_zone`.
+async fn zone_err(
+    validator: &TokenValidator,
+    token: &str,
+    scope: &str,
+    cp_zone: &str,
+) -> TokenError {
+    validator
+        .validate_zone_token(token, scope, cp_zone)
+        .await
+        .unwrap_err()
+}
+
+/// Asserts that the error's message contains `needle`.
+fn assert_mentions(err: &TokenError, needle: &str) {
+    assert!(err.to_string().contains(needle), "{err}");
+}
+
+/// A user token with `claims`, valid for an hour from `iat`, signed with a key made on demand.
+async fn issue_user_at(issuer: &TokenIssuer, claims: UserClaims, iat: i64) -> String {
+    issuer
+        .issue(&KeyScope::user(), true, claims, HOUR, iat)
+        .await
+        .unwrap()
+}
+
 // ---------------------------------------------------------------- round trips and format
 
 #[tokio::test]
@@ -196,22 +239,13 @@ async fn dataplane_token_from_dataplane_resource() {
 
     id.workload = "wl-2".into();
     let token = issuer.issue_dataplane_token(&id, None).await.unwrap();
-    let err = validator
-        .validate_dataplane_token(&token, &info)
-        .await
-        .unwrap_err();
+    let err = dataplane_err(&validator, &token, &info).await;
     assert!(matches!(err, TokenError::WrongWorkload { .. }), "{err}");
 
     let mut no_label = info.clone();
     no_label.workload = None;
-    let err = validator
-        .validate_dataplane_token(&token, &no_label)
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("no kuma.io/workload label"),
-        "{err}"
-    );
+    let err = dataplane_err(&validator, &token, &no_label).await;
+    assert_mentions(&err, "no kuma.io/workload label");
 }
 
 #[tokio::test]
@@ -340,20 +374,16 @@ async fn expired_and_not_yet_valid_tokens_are_refused() {
     let store = new_store();
     let issuer = TokenIssuer::new(store.clone());
     let validator = TokenValidator::new(store.clone());
-    let expired = issuer
-        .issue(
-            &KeyScope::user(),
-            true,
-            UserClaims {
-                name: "u".into(),
-                ..Default::default()
-            },
-            HOUR,
-            now() - 2 * 3600,
-        )
-        .await
-        .unwrap();
-    let err = validator.validate_user_token(&expired).await.unwrap_err();
+    let expired = issue_user_at(
+        &issuer,
+        UserClaims {
+            name: "u".into(),
+            ..Default::default()
+        },
+        now() - 2 * 3600,
+    )
+    .await;
+    let err = user_err(&validator, &expired).await;
     assert!(matches!(
         err,
         TokenError::Expired {
@@ -362,20 +392,16 @@ async fn expired_and_not_yet_valid_tokens_are_refused() {
     ));
     assert_eq!(err.to_string(), "user token expired");
 
-    let future = issuer
-        .issue(
-            &KeyScope::user(),
-            true,
-            UserClaims {
-                name: "u".into(),
-                ..Default::default()
-            },
-            HOUR,
-            now() + 3600,
-        )
-        .await
-        .unwrap();
-    let err = validator.validate_user_token(&future).await.unwrap_err();
+    let future = issue_user_at(
+        &issuer,
+        UserClaims {
+            name: "u".into(),
+            ..Default::default()
+        },
+        now() + 3600,
+    )
+    .await;
+    let err = user_err(&validator, &future).await;
     assert!(matches!(err, TokenError::NotYetValid { .. }), "{err}");
 }
 
@@ -389,31 +415,18 @@ async fn token_signed_by_another_store_is_refused_with_kid() {
         .unwrap();
 
     // b has no key at all
-    let err = TokenValidator::new(b.clone())
-        .validate_user_token(&token)
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("token signed by unknown key kid=1"),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("user-token-signing-key-1"),
-        "{err}"
-    );
+    let err = user_err(&TokenValidator::new(b.clone()), &token).await;
+    assert_mentions(&err, "token signed by unknown key kid=1");
+    assert_mentions(&err, "user-token-signing-key-1");
 
     // b has its own key 1: the signature does not match
     TokenIssuer::new(b.clone())
         .issue_user_token("v", &[], HOUR)
         .await
         .unwrap();
-    let err = TokenValidator::new(b.clone())
-        .validate_user_token(&token)
-        .await
-        .unwrap_err();
+    let err = user_err(&TokenValidator::new(b.clone()), &token).await;
     assert!(matches!(err, TokenError::BadSignature { .. }), "{err}");
-    assert!(err.to_string().contains("kid=1"), "{err}");
+    assert_mentions(&err, "kid=1");
 
     // a token of key 3 where only key 1 exists
     signing::rotate_signing_key(&a, &KeyScope::user())
@@ -427,15 +440,8 @@ async fn token_signed_by_another_store_is_refused_with_kid() {
         .await
         .unwrap();
     assert_eq!(part(&token3, 0)["kid"], "3");
-    let err = TokenValidator::new(b)
-        .validate_user_token(&token3)
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("token signed by unknown key kid=3"),
-        "{err}"
-    );
+    let err = user_err(&TokenValidator::new(b), &token3).await;
+    assert_mentions(&err, "token signed by unknown key kid=3");
 }
 
 #[tokio::test]
@@ -450,36 +456,24 @@ async fn missing_kid_and_bad_alg_are_refused() {
     let validator = TokenValidator::new(store);
 
     let no_kid = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#);
-    let err = validator
-        .validate_user_token(&format!("{no_kid}.{payload}.{sig}"))
-        .await
-        .unwrap_err();
+    let err = user_err(&validator, &format!("{no_kid}.{payload}.{sig}")).await;
     assert!(matches!(err, TokenError::MissingKid { .. }));
-    assert!(err.to_string().contains("no kid header"), "{err}");
+    assert_mentions(&err, "no kid header");
 
     let none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"1"}"#);
-    let err = validator
-        .validate_user_token(&format!("{none}.{payload}."))
-        .await
-        .unwrap_err();
+    let err = user_err(&validator, &format!("{none}.{payload}.")).await;
     assert!(
         matches!(err, TokenError::UnsupportedAlgorithm { .. }),
         "{err}"
     );
 
-    let err = validator
-        .validate_user_token("not-a-jwt")
-        .await
-        .unwrap_err();
+    let err = user_err(&validator, "not-a-jwt").await;
     assert!(matches!(err, TokenError::Malformed { .. }), "{err}");
 
     // a tampered payload fails the signature
     let forged = URL_SAFE_NO_PAD.encode(r#"{"Name":"admin","Groups":["mesh-system:admin"]}"#);
     let header = token.split('.').next().unwrap();
-    let err = validator
-        .validate_user_token(&format!("{header}.{forged}.{sig}"))
-        .await
-        .unwrap_err();
+    let err = user_err(&validator, &format!("{header}.{forged}.{sig}")).await;
     assert!(matches!(err, TokenError::BadSignature { .. }), "{err}");
 }
 
@@ -501,7 +495,7 @@ async fn revoked_tokens_are_refused() {
         &format!("abc,{}\n", jti(&user)),
     )
     .await;
-    let err = validator.validate_user_token(&user).await.unwrap_err();
+    let err = user_err(&validator, &user).await;
     assert_eq!(err.to_string(), "user token revoked");
     validator.validate_user_token(&other).await.unwrap();
 
@@ -517,11 +511,8 @@ async fn revoked_tokens_are_refused() {
         &jti(&dp),
     )
     .await;
-    let err = validator
-        .validate_dataplane_token(&dp, &dp_info("default", "dp-1", &[]))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("token revoked"), "{err}");
+    let err = dataplane_err(&validator, &dp, &dp_info("default", "dp-1", &[])).await;
+    assert_mentions(&err, "token revoked");
 
     let zone = issuer
         .issue_zone_token("", &strings(&["ingress"]), HOUR)
@@ -535,10 +526,7 @@ async fn revoked_tokens_are_refused() {
         &jti(&zone),
     )
     .await;
-    let err = validator
-        .validate_zone_token(&zone, "ingress", "z")
-        .await
-        .unwrap_err();
+    let err = zone_err(&validator, &zone, "ingress", "z").await;
     assert!(
         matches!(
             err,
@@ -560,10 +548,12 @@ async fn dataplane_token_for_another_mesh_is_refused() {
         .issue_dataplane_token(&dp_identity("mesh-a", "dp-1"), None)
         .await
         .unwrap();
-    let err = TokenValidator::new(store.clone())
-        .validate_dataplane_token(&token, &dp_info("mesh-b", "dp-1", &[]))
-        .await
-        .unwrap_err();
+    let err = dataplane_err(
+        &TokenValidator::new(store.clone()),
+        &token,
+        &dp_info("mesh-b", "dp-1", &[]),
+    )
+    .await;
     assert_eq!(
         err.to_string(),
         r#"dataplane token is for mesh "mesh-a", not "mesh-b""#
@@ -606,26 +596,22 @@ async fn dataplane_name_type_and_tag_rules() {
         .await
         .unwrap();
     // a DP value outside the allowed list
-    let err = validator
-        .validate_dataplane_token(
-            &token,
-            &dp_info(
-                "default",
-                "x",
-                &[("kuma.io/service", "backend"), ("kuma.io/service", "admin")],
-            ),
-        )
-        .await
-        .unwrap_err();
+    let err = dataplane_err(
+        &validator,
+        &token,
+        &dp_info(
+            "default",
+            "x",
+            &[("kuma.io/service", "backend"), ("kuma.io/service", "admin")],
+        ),
+    )
+    .await;
     assert!(
         matches!(err, TokenError::TagValueNotAllowed { ref value, .. } if value == "admin"),
         "{err}"
     );
     // the DP lacks the tag
-    let err = validator
-        .validate_dataplane_token(&token, &dp_info("default", "x", &[("v", "1")]))
-        .await
-        .unwrap_err();
+    let err = dataplane_err(&validator, &token, &dp_info("default", "x", &[("v", "1")])).await;
     assert!(matches!(err, TokenError::MissingTag { .. }), "{err}");
 
     // name
@@ -633,10 +619,7 @@ async fn dataplane_name_type_and_tag_rules() {
         .issue_dataplane_token(&dp_identity("default", "dp-1"), None)
         .await
         .unwrap();
-    let err = validator
-        .validate_dataplane_token(&named, &dp_info("default", "dp-2", &[]))
-        .await
-        .unwrap_err();
+    let err = dataplane_err(&validator, &named, &dp_info("default", "dp-2", &[])).await;
     assert_eq!(
         err.to_string(),
         r#"dataplane token is for proxy "dp-1", not "dp-2""#
@@ -646,10 +629,7 @@ async fn dataplane_name_type_and_tag_rules() {
     let mut typed = dp_identity("default", "");
     typed.proxy_type = "ingress".into();
     let typed = issuer.issue_dataplane_token(&typed, None).await.unwrap();
-    let err = validator
-        .validate_dataplane_token(&typed, &dp_info("default", "dp-1", &[]))
-        .await
-        .unwrap_err();
+    let err = dataplane_err(&validator, &typed, &dp_info("default", "dp-1", &[])).await;
     assert!(matches!(err, TokenError::WrongType { .. }), "{err}");
 }
 
@@ -666,19 +646,10 @@ async fn zone_scope_and_zone_rules() {
         .validate_zone_token(&ingress_only, "ingress", "zone-1")
         .await
         .unwrap();
-    let err = validator
-        .validate_zone_token(&ingress_only, "egress", "zone-1")
-        .await
-        .unwrap_err();
+    let err = zone_err(&validator, &ingress_only, "egress", "zone-1").await;
     assert!(matches!(err, TokenError::ScopeNotAllowed { .. }), "{err}");
-    assert!(
-        err.to_string().contains(r#"does not contain "egress""#),
-        "{err}"
-    );
-    let err = validator
-        .validate_zone_token(&ingress_only, "ingress", "zone-2")
-        .await
-        .unwrap_err();
+    assert_mentions(&err, r#"does not contain "egress""#);
+    let err = zone_err(&validator, &ingress_only, "ingress", "zone-2").await;
     assert_eq!(
         err.to_string(),
         r#"zone token is for zone "zone-1", not "zone-2""#
@@ -715,8 +686,8 @@ async fn key_rotation_keeps_old_tokens_valid() {
     validator.validate_user_token(&new).await.unwrap();
     // removing key 1 invalidates the old token only
     store.delete(&KeyScope::user().secret_key(1)).await.unwrap();
-    let err = validator.validate_user_token(&old).await.unwrap_err();
-    assert!(err.to_string().contains("unknown key kid=1"), "{err}");
+    let err = user_err(&validator, &old).await;
+    assert_mentions(&err, "unknown key kid=1");
     validator.validate_user_token(&new).await.unwrap();
     // latest = highest serial, not the last created; names that are not keys are ignored
     put_secret(
@@ -1011,16 +982,7 @@ async fn errors_never_contain_tokens_or_keys() {
         .issue_zone_token("z", &strings(&["ingress"]), HOUR)
         .await
         .unwrap();
-    let expired = issuer
-        .issue(
-            &KeyScope::user(),
-            true,
-            UserClaims::default(),
-            HOUR,
-            now() - 3 * 3600,
-        )
-        .await
-        .unwrap();
+    let expired = issue_user_at(&issuer, UserClaims::default(), now() - 3 * 3600).await;
     let key_pem = stored_pem(&store, &KeyScope::user().secret_key(1)).await;
     let sig = user.split('.').nth(2).unwrap();
     let tampered = format!(
@@ -1031,50 +993,15 @@ async fn errors_never_contain_tokens_or_keys() {
     );
 
     let mut errors: Vec<TokenError> = Vec::new();
-    errors.push(validator.validate_user_token(&expired).await.unwrap_err());
-    errors.push(validator.validate_user_token(&tampered).await.unwrap_err());
-    errors.push(
-        validator
-            .validate_user_token(&format!("{user}x"))
-            .await
-            .unwrap_err(),
-    );
-    errors.push(
-        validator
-            .validate_user_token(&user[..user.len() / 2])
-            .await
-            .unwrap_err(),
-    );
-    errors.push(
-        validator
-            .validate_user_token(&format!("a.{user}"))
-            .await
-            .unwrap_err(),
-    );
-    errors.push(
-        validator
-            .validate_dataplane_token(&dp, &dp_info("mesh-b", "dp", &[]))
-            .await
-            .unwrap_err(),
-    );
-    errors.push(
-        validator
-            .validate_dataplane_token(&dp, &dp_info("mesh-a", "other", &[]))
-            .await
-            .unwrap_err(),
-    );
-    errors.push(
-        validator
-            .validate_zone_token(&zone, "cp", "z")
-            .await
-            .unwrap_err(),
-    );
-    errors.push(
-        TokenValidator::new(new_store())
-            .validate_user_token(&user)
-            .await
-            .unwrap_err(),
-    );
+    errors.push(user_err(&validator, &expired).await);
+    errors.push(user_err(&validator, &tampered).await);
+    errors.push(user_err(&validator, &format!("{user}x")).await);
+    errors.push(user_err(&validator, &user[..user.len() / 2]).await);
+    errors.push(user_err(&validator, &format!("a.{user}")).await);
+    errors.push(dataplane_err(&validator, &dp, &dp_info("mesh-b", "dp", &[])).await);
+    errors.push(dataplane_err(&validator, &dp, &dp_info("mesh-a", "other", &[])).await);
+    errors.push(zone_err(&validator, &zone, "cp", "z").await);
+    errors.push(user_err(&TokenValidator::new(new_store()), &user).await);
     // a broken stored key
     let broken = new_store();
     put_secret(
@@ -1091,33 +1018,24 @@ async fn errors_never_contain_tokens_or_keys() {
             .await
             .unwrap_err(),
     );
-    errors.push(
-        TokenValidator::new(broken)
-            .validate_user_token(&user)
-            .await
-            .unwrap_err(),
-    );
+    errors.push(user_err(&TokenValidator::new(broken), &user).await);
     // a kid that carries the token itself
     let evil_header =
         URL_SAFE_NO_PAD.encode(serde_json::json!({"alg": "RS256", "kid": user}).to_string());
     errors.push(
-        validator
-            .validate_user_token(&format!(
-                "{evil_header}.{}.{sig}",
-                user.split('.').nth(1).unwrap()
-            ))
-            .await
-            .unwrap_err(),
+        user_err(
+            &validator,
+            &format!("{evil_header}.{}.{sig}", user.split('.').nth(1).unwrap()),
+        )
+        .await,
     );
     let evil_alg = URL_SAFE_NO_PAD.encode(serde_json::json!({"alg": user, "kid": "1"}).to_string());
     errors.push(
-        validator
-            .validate_user_token(&format!(
-                "{evil_alg}.{}.{sig}",
-                user.split('.').nth(1).unwrap()
-            ))
-            .await
-            .unwrap_err(),
+        user_err(
+            &validator,
+            &format!("{evil_alg}.{}.{sig}", user.split('.').nth(1).unwrap()),
+        )
+        .await,
     );
 
     let key_body: Vec<&str> = key_pem

@@ -89,30 +89,60 @@ macro_rules! timestamp {
     };
 }
 
+/// The LAST CONNECTED AGO and LAST UPDATED AGO columns of the last subscription of an
+/// insight (a proxy's xDS or a zone's KDS subscription).
+macro_rules! subscription_ages {
+    ($last:expr, $now:expr $(,)?) => {{
+        let last = $last;
+        [
+            ago(timestamp!(last.and_then(|s| s.connect_time.as_ref())), $now),
+            ago(
+                timestamp!(
+                    last.and_then(|s| s.status.as_ref())
+                        .and_then(|s| s.last_update_time.as_ref()),
+                ),
+                $now,
+            ),
+        ]
+    }};
+}
+
+/// The sum of one counter (`responses_sent`, `responses_rejected`) over the totals of all
+/// subscriptions of an insight (a proxy's xDS or a zone's KDS subscriptions).
+macro_rules! subscriptions_total {
+    ($subscriptions:expr, $counter:ident $(,)?) => {
+        $subscriptions
+            .iter()
+            .map(|s| {
+                s.status
+                    .as_ref()
+                    .and_then(|st| st.total.as_ref())
+                    .map_or(0, |t| t.$counter)
+            })
+            .sum::<u64>()
+    };
+}
+
+/// The KUMA-DP VERSION and ENVOY VERSION columns of a proxy's version.
+fn proxy_versions(version: Option<&mesh_pb::Version>) -> [String; 2] {
+    [
+        version
+            .and_then(|v| v.kuma_dp.as_ref())
+            .map(|v| v.version.clone())
+            .unwrap_or_default(),
+        version
+            .and_then(|v| v.envoy.as_ref())
+            .map(|v| v.version.clone())
+            .unwrap_or_default(),
+    ]
+}
+
 fn dataplane_insight_parts(
     insight: &mesh_pb::DataplaneInsight,
 ) -> (Option<&mesh_pb::DiscoverySubscription>, u64, u64) {
     let last = insight.subscriptions.last();
-    let sent = insight
-        .subscriptions
-        .iter()
-        .map(|s| {
-            s.status
-                .as_ref()
-                .and_then(|st| st.total.as_ref())
-                .map_or(0, |t| t.responses_sent)
-        })
-        .sum();
-    let rejected = insight
-        .subscriptions
-        .iter()
-        .map(|s| {
-            s.status
-                .as_ref()
-                .and_then(|st| st.total.as_ref())
-                .map_or(0, |t| t.responses_rejected)
-        })
-        .sum();
+    let sent = subscriptions_total!(insight.subscriptions, responses_sent);
+    let rejected = subscriptions_total!(insight.subscriptions, responses_rejected);
     (last, sent, rejected)
 }
 
@@ -208,8 +238,10 @@ fn dataplanes_table(items: &[Value], now: OffsetDateTime) -> Table {
         };
         let (last, sent, rejected) = dataplane_insight_parts(&insight);
         let (status, errs) = dataplane_status(&dp, &insight);
+        let [connected, updated] = subscription_ages!(last, now);
         let mtls = insight.m_tls.as_ref();
         let version = last.and_then(|s| s.version.as_ref());
+        let [kuma_dp_version, envoy_version] = proxy_versions(version);
         let mut dependencies: Vec<String> = version
             .map(|v| {
                 v.dependencies
@@ -229,14 +261,8 @@ fn dataplanes_table(items: &[Value], now: OffsetDateTime) -> Table {
             str_field(item, "name").to_string(),
             dataplane_tags(&dp),
             status.to_string(),
-            ago(timestamp!(last.and_then(|s| s.connect_time.as_ref())), now),
-            ago(
-                timestamp!(
-                    last.and_then(|s| s.status.as_ref())
-                        .and_then(|s| s.last_update_time.as_ref()),
-                ),
-                now,
-            ),
+            connected,
+            updated,
             sent.to_string(),
             rejected.to_string(),
             ago(
@@ -250,14 +276,8 @@ fn dataplanes_table(items: &[Value], now: OffsetDateTime) -> Table {
             mtls.map_or("-".to_string(), |m| m.issued_backend.clone()),
             mtls.map(|m| m.supported_backends.join(","))
                 .unwrap_or_default(),
-            version
-                .and_then(|v| v.kuma_dp.as_ref())
-                .map(|v| v.version.clone())
-                .unwrap_or_default(),
-            version
-                .and_then(|v| v.envoy.as_ref())
-                .map(|v| v.version.clone())
-                .unwrap_or_default(),
+            kuma_dp_version,
+            envoy_version,
             dependencies,
             errs.join(";"),
         ]);
@@ -296,18 +316,6 @@ fn zone_row(
     now: OffsetDateTime,
 ) -> Vec<String> {
     let last = insight.subscriptions.last();
-    let total = |f: fn(&system_pb::KdsServiceStats) -> u64| -> u64 {
-        insight
-            .subscriptions
-            .iter()
-            .map(|s| {
-                s.status
-                    .as_ref()
-                    .and_then(|st| st.total.as_ref())
-                    .map_or(0, f)
-            })
-            .sum()
-    };
     let online = insight
         .subscriptions
         .iter()
@@ -322,6 +330,7 @@ fn zone_row(
                 .map(str::to_string)
         })
         .unwrap_or_default();
+    let [connected, updated] = subscription_ages!(last, now);
     vec![
         str_field(item, "name").to_string(),
         if online && enabled {
@@ -330,16 +339,10 @@ fn zone_row(
             "Offline"
         }
         .to_string(),
-        ago(timestamp!(last.and_then(|s| s.connect_time.as_ref())), now),
-        ago(
-            timestamp!(
-                last.and_then(|s| s.status.as_ref())
-                    .and_then(|s| s.last_update_time.as_ref()),
-            ),
-            now,
-        ),
-        total(|t| t.responses_sent).to_string(),
-        total(|t| t.responses_rejected).to_string(),
+        connected,
+        updated,
+        subscriptions_total!(insight.subscriptions, responses_sent).to_string(),
+        subscriptions_total!(insight.subscriptions, responses_rejected).to_string(),
         last.and_then(|s| s.version.as_ref())
             .and_then(|v| v.kuma_cp.as_ref())
             .map(|v| v.version.clone())
@@ -367,7 +370,9 @@ fn proxy_insight_table(items: &[Value], now: OffsetDateTime, insight_key: &str) 
             continue;
         };
         let (last, sent, rejected) = dataplane_insight_parts(&insight);
-        let version = last.and_then(|s| s.version.as_ref());
+        let [connected, updated] = subscription_ages!(last, now);
+        let [kuma_dp_version, envoy_version] =
+            proxy_versions(last.and_then(|s| s.version.as_ref()));
         t.rows.push(vec![
             str_field(item, "name").to_string(),
             if dataplane_online(&insight) {
@@ -376,24 +381,12 @@ fn proxy_insight_table(items: &[Value], now: OffsetDateTime, insight_key: &str) 
                 "Offline"
             }
             .to_string(),
-            ago(timestamp!(last.and_then(|s| s.connect_time.as_ref())), now),
-            ago(
-                timestamp!(
-                    last.and_then(|s| s.status.as_ref())
-                        .and_then(|s| s.last_update_time.as_ref()),
-                ),
-                now,
-            ),
+            connected,
+            updated,
             sent.to_string(),
             rejected.to_string(),
-            version
-                .and_then(|v| v.kuma_dp.as_ref())
-                .map(|v| v.version.clone())
-                .unwrap_or_default(),
-            version
-                .and_then(|v| v.envoy.as_ref())
-                .map(|v| v.version.clone())
-                .unwrap_or_default(),
+            kuma_dp_version,
+            envoy_version,
         ]);
     }
     t
@@ -409,6 +402,15 @@ fn zone_egresses_table(items: &[Value], now: OffsetDateTime) -> Table {
 
 fn u64_at(value: &Value, pointer: &str) -> u64 {
     value.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// The DATAPLANES column: online of total.
+fn dataplanes_online_of_total(item: &Value) -> String {
+    format!(
+        "{}/{}",
+        u64_at(item, "/dataplanes/online"),
+        u64_at(item, "/dataplanes/total")
+    )
 }
 
 fn meshes_table(items: &[Value], _now: OffsetDateTime) -> Table {
@@ -441,11 +443,7 @@ fn meshes_table(items: &[Value], _now: OffsetDateTime) -> Table {
     for item in items {
         let mut row = vec![
             str_field(item, "name").to_string(),
-            format!(
-                "{}/{}",
-                u64_at(item, "/dataplanes/online"),
-                u64_at(item, "/dataplanes/total")
-            ),
+            dataplanes_online_of_total(item),
         ];
         for policy in POLICIES {
             row.push(u64_at(item, &format!("/policies/{policy}/total")).to_string());
@@ -466,11 +464,7 @@ fn services_table(items: &[Value], _now: OffsetDateTime) -> Table {
         t.rows.push(vec![
             str_field(item, "name").to_string(),
             status.to_string(),
-            format!(
-                "{}/{}",
-                u64_at(item, "/dataplanes/online"),
-                u64_at(item, "/dataplanes/total")
-            ),
+            dataplanes_online_of_total(item),
         ]);
     }
     t
