@@ -13,4 +13,5 @@ pub mod diagnostics;
 pub mod server;
 pub mod store_metrics;
 mod store_settings;
+pub mod tls;
 pub mod tokens;
