@@ -29,22 +29,28 @@ impl Kumactl {
     /// A kumactl already pointed at `api` (without contacting it).
     fn pointed_at(api_url: &str) -> Kumactl {
         let k = Kumactl::new();
-        let out = k.run(&[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "test",
-            "--address",
-            api_url,
-            "--skip-check",
-        ]);
+        let out = k.add_control_plane("test", api_url, &["--skip-check"]);
         assert!(out.status.success(), "{}", stderr(&out));
         k
     }
 
     fn run(&self, args: &[&str]) -> Output {
         self.run_with_stdin(args, None)
+    }
+
+    /// `kumactl config control-planes add --name NAME --address ADDRESS EXTRA...`.
+    fn add_control_plane(&self, name: &str, address: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            name,
+            "--address",
+            address,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
@@ -116,15 +122,7 @@ destinations:
 fn config_control_planes_add_requires_a_kuma_control_plane() {
     let kuma = FakeKumaApi::start("Kuma");
     let k = Kumactl::new();
-    let out = k.run(&[
-        "config",
-        "control-planes",
-        "add",
-        "--name",
-        "kuma",
-        "--address",
-        &kuma.url(),
-    ]);
+    let out = k.add_control_plane("kuma", &kuma.url(), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
@@ -141,15 +139,7 @@ fn config_control_planes_add_requires_a_kuma_control_plane() {
     );
 
     let other = FakeKumaApi::start("Other Mesh");
-    let out = k.run(&[
-        "config",
-        "control-planes",
-        "add",
-        "--name",
-        "other",
-        "--address",
-        &other.url(),
-    ]);
+    let out = k.add_control_plane("other", &other.url(), &[]);
     assert!(!out.status.success());
     assert_eq!(
         stderr(&out),
@@ -157,15 +147,7 @@ fn config_control_planes_add_requires_a_kuma_control_plane() {
     );
 
     // the same name again needs --overwrite
-    let out = k.run(&[
-        "config",
-        "control-planes",
-        "add",
-        "--name",
-        "kuma",
-        "--address",
-        &kuma.url(),
-    ]);
+    let out = k.add_control_plane("kuma", &kuma.url(), &[]);
     assert_eq!(
         stderr(&out),
         "Error: Control Plane with name \"kuma\" already exists. Use --overwrite to replace an existing one.\n"
@@ -441,19 +423,11 @@ fn server_errors_show_the_title_and_each_bad_field() {
 fn generate_dataplane_token_prints_the_token_and_sends_the_bearer() {
     let api = FakeKumaApi::start("Kuma");
     let k = Kumactl::new();
-    let out = k.run(&[
-        "config",
-        "control-planes",
-        "add",
-        "--name",
+    let out = k.add_control_plane(
         "secured",
-        "--address",
         &api.url(),
-        "--auth-type",
-        "tokens",
-        "--auth-conf",
-        "token=admin-token",
-    ]);
+        &["--auth-type", "tokens", "--auth-conf", "token=admin-token"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = k.run(&[
         "generate",
@@ -603,15 +577,7 @@ fn connection_refused_names_the_address_and_the_fix() {
     assert!(last.contains("connection refused"), "{err}");
     assert!(last.contains("kumactl config control-planes"), "{err}");
 
-    let out = k.run(&[
-        "config",
-        "control-planes",
-        "add",
-        "--name",
-        "x",
-        "--address",
-        &address,
-    ]);
+    let out = k.add_control_plane("x", &address, &[]);
     assert!(!out.status.success());
     assert!(stderr(&out).starts_with("Error: could not connect to the Control Plane API Server: could not connect to the control plane at "), "{}", stderr(&out));
 }
@@ -682,15 +648,7 @@ fn https_control_plane_with_ca_file_or_skip_verify() {
     let ca_file = k.write("ca.pem", &ca);
 
     // Without the CA the certificate is not trusted.
-    let out = k.run(&[
-        "config",
-        "control-planes",
-        "add",
-        "--name",
-        "tls",
-        "--address",
-        &api.url(),
-    ]);
+    let out = k.add_control_plane("tls", &api.url(), &[]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).starts_with("Error: could not connect to the Control Plane API Server: "),
@@ -699,17 +657,7 @@ fn https_control_plane_with_ca_file_or_skip_verify() {
     );
     assert!(stderr(&out).contains("--ca-cert-file"), "{}", stderr(&out));
 
-    let out = k.run(&[
-        "config",
-        "control-planes",
-        "add",
-        "--name",
-        "tls",
-        "--address",
-        &api.url(),
-        "--ca-cert-file",
-        path_str(&ca_file),
-    ]);
+    let out = k.add_control_plane("tls", &api.url(), &["--ca-cert-file", path_str(&ca_file)]);
     assert!(out.status.success(), "{}", stderr(&out));
     let config = std::fs::read_to_string(k.config_path()).expect("config");
     assert!(
@@ -723,16 +671,7 @@ fn https_control_plane_with_ca_file_or_skip_verify() {
         "NAME   mTLS   METRICS   LOGGING   TRACING   LOCALITY   ZONEEGRESS   AGE\n"
     );
 
-    let out = k.run(&[
-        "config",
-        "control-planes",
-        "add",
-        "--name",
-        "insecure",
-        "--address",
-        &api.url(),
-        "--skip-verify",
-    ]);
+    let out = k.add_control_plane("insecure", &api.url(), &["--skip-verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         std::fs::read_to_string(k.config_path())

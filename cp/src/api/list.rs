@@ -296,6 +296,16 @@ pub(crate) fn envelope(
     })
 }
 
+/// The envelope of one store page: its total, `items` (the page's resources rendered) and
+/// the `next` link built from the request.
+pub(crate) fn page_envelope(
+    ctx: &Ctx,
+    page: &store::ListPage,
+    items: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    envelope(page.total, items, next_url(ctx, page.next_offset))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

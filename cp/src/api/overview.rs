@@ -17,7 +17,7 @@ use super::ApiState;
 use super::context::Ctx;
 use super::error::ApiError;
 use super::json::Json;
-use super::list::{ListParams, envelope, next_url};
+use super::list::{ListParams, envelope, page_envelope};
 use super::routes::{Listing, Overview};
 
 /// One overview item: the resource's meta with `type` = the overview type, then the
@@ -64,11 +64,7 @@ pub(super) async fn list(
             item(overview, r, insights.get(&key))
         })
         .collect();
-    Ok(Json(envelope(
-        page.total,
-        items,
-        next_url(&ctx, page.next_offset),
-    )))
+    Ok(Json(page_envelope(&ctx, &page, items)))
 }
 
 /// `GET .../{name}/_overview`, `GET .../P+insights/{name}`.
@@ -505,11 +501,7 @@ pub(super) async fn mesh_insights(
                 .map_err(|e| ApiError::from_store(TITLE, e))?,
         );
     }
-    Ok(Json(envelope(
-        page.total,
-        items,
-        next_url(&ctx, page.next_offset),
-    )))
+    Ok(Json(page_envelope(&ctx, &page, items)))
 }
 
 /// `GET /mesh-insights/{name}`.

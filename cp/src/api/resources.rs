@@ -20,7 +20,7 @@ use super::auth::authorize_read;
 use super::context::Ctx;
 use super::error::{ApiError, InvalidParameter};
 use super::json::Json;
-use super::list::{ListParams, envelope, next_url};
+use super::list::{ListParams, page_envelope};
 use super::locate;
 use super::routes::Listing;
 
@@ -79,11 +79,7 @@ pub(super) async fn list(
         .iter()
         .map(|r| Value::clone(&state.rendered.render(r)))
         .collect();
-    Ok(Json(envelope(
-        page.total,
-        items,
-        next_url(&ctx, page.next_offset),
-    )))
+    Ok(Json(page_envelope(&ctx, &page, items)))
 }
 
 /// `GET .../P/{name}`.
