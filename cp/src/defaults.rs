@@ -11,9 +11,19 @@ pub const DEFAULT_MESH: &str = "default";
 
 /// The cluster id, created as a UUID on the first start.
 pub async fn ensure_cluster_id(store: &dyn ResourceStore) -> Result<String, StoreError> {
+    ensure_cluster_id_with(store, true).await
+}
+
+/// The cluster id when it exists; creates it only when `create` (a federated zone does not:
+/// its id comes from the global over KDS, and an own one would clash with it).
+pub async fn ensure_cluster_id_with(
+    store: &dyn ResourceStore,
+    create: bool,
+) -> Result<String, StoreError> {
     let key = ResourceKey::global(ResourceType::Config, CLUSTER_ID_CONFIG);
     match store.get(&key).await {
         Ok(resource) => return Ok(config_text(&resource)),
+        Err(StoreError::NotFound(_)) if !create => return Ok(String::new()),
         Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e),
     }

@@ -1,15 +1,17 @@
-//! What the global and the zone control plane share. Today: the config tree ([`config`]),
-//! loaded from YAML and `KUMA_*` variables with Kuma's names. The REST API, the GUI,
-//! diagnostics, tokens and the built-in CA arrive here later.
+//! What the global and the zone control plane share: the config tree ([`config`], Kuma's
+//! names and `KUMA_*` variables), the REST API, diagnostics, tokens, KDS TLS material and the
+//! server that runs them ([`server`]), which also wires in the KDS rooms ([`kds`]).
 //!
-//! This crate holds no sync (KDS) and no xDS logic: those live in their own rooms and take
-//! their settings from [`config::Config`].
+//! This crate holds no sync (KDS) and no xDS logic: those live in their own crates and take
+//! their settings from [`config::Config`]; [`kds`] only connects them.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod defaults;
 pub mod diagnostics;
+pub mod kds;
+pub mod migrate;
 pub mod server;
 pub mod store_metrics;
 mod store_settings;

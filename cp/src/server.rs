@@ -95,9 +95,10 @@ pub async fn run(
     readiness.set_ready("store", true);
     info!(backend, "store opened");
 
-    let cluster_id = defaults::ensure_cluster_id(store.as_ref())
-        .await
-        .map_err(|e| RunError::Setup(format!("cluster id: {e}")))?;
+    let cluster_id =
+        defaults::ensure_cluster_id_with(store.as_ref(), mode != CpMode::FederatedZone)
+            .await
+            .map_err(|e| RunError::Setup(format!("cluster id: {e}")))?;
     if mode != CpMode::FederatedZone {
         if !config.defaults.skip_mesh_creation
             && defaults::ensure_default_mesh(store.as_ref())
@@ -114,7 +115,12 @@ pub async fn run(
     let hostname = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let info = ServerInfo::new(VERSION, hostname, cluster_id, ServerInfo::gui_path(&config));
+    let info = ServerInfo::new(
+        VERSION,
+        hostname.clone(),
+        cluster_id,
+        ServerInfo::gui_path(&config),
+    );
     let metrics = ApiMetrics::register(&mut registry);
     let authenticator = Arc::new(tokens::UserTokenAuthenticator::new(store.clone()));
     let state = ApiState::new(
@@ -129,6 +135,55 @@ pub async fn run(
         tokens::TokensState::new(store.clone())
     };
     let app = api::router_with(state, tokens::router().with_state(tokens_state));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut servers = JoinSet::new();
+    let instance_id = format!(
+        "{}-{}",
+        if hostname.is_empty() {
+            "kuma-rs"
+        } else {
+            hostname.as_str()
+        },
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    match mode {
+        CpMode::Global => {
+            readiness.register("kds");
+            let (running, serve) = crate::kds::start_global(
+                &config,
+                store.clone(),
+                &mut registry,
+                &instance_id,
+                stopped(stop_rx.clone()),
+            )
+            .await?;
+            info!(kds = %running.addr, "KDS ready");
+            servers.spawn(serve);
+            readiness.set_ready("kds", true);
+        }
+        CpMode::FederatedZone => {
+            if let Some((_link, task)) = crate::kds::start_zone(
+                &config,
+                store.clone(),
+                &mut registry,
+                &instance_id,
+                stopped(stop_rx.clone()),
+            )
+            .await?
+            {
+                servers.spawn(async move {
+                    let _ = task.await;
+                    Ok(())
+                });
+            }
+        }
+        CpMode::Standalone => {}
+    }
+    servers.spawn(prune_changes(store.clone(), stopped(stop_rx.clone())));
     let registry = Arc::new(Mutex::new(registry));
     let diag = diagnostics::router(readiness.clone(), registry);
 
@@ -155,11 +210,6 @@ pub async fn run(
             source,
         })?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let mut servers = JoinSet::new();
     let api_stop = stopped(stop_rx.clone());
     servers.spawn(async move {
         axum::serve(
@@ -204,6 +254,30 @@ pub async fn run(
     drop(store);
     info!("stopped");
     result
+}
+
+/// Change-feed rows kept: the feed serves live followers (KDS mirrors, caches), which resync
+/// from a snapshot when they fall further behind.
+const CHANGES_KEPT: u64 = 100_000;
+
+/// Forgets change-feed rows older than the newest [`CHANGES_KEPT`], every minute.
+async fn prune_changes(
+    store: Arc<dyn ResourceStore>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+        }
+        if let Ok(current) = store.revision().await
+            && current > CHANGES_KEPT
+            && let Err(e) = store.prune_changes(current - CHANGES_KEPT).await
+        {
+            warn!(error = %e, "pruning the change feed failed");
+        }
+    }
 }
 
 fn flatten(joined: Result<Result<(), RunError>, tokio::task::JoinError>) -> Result<(), RunError> {

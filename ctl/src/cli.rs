@@ -291,7 +291,7 @@ pub struct ZoneTokenArgs {
     /// name of the zone where resides
     #[arg(long, required = true)]
     pub zone: String,
-    /// scope of resources which the token will be able to identify (can be: [ingress egress])
+    /// scope of resources which the token will be able to identify (can be: [ingress egress cp]; cp: a zone control plane dialling the global)
     #[arg(long, value_delimiter = ',', default_values_t = ["ingress".to_string(), "egress".to_string()])]
     pub scope: Vec<String>,
     /// how long the token will be valid (for example "24h")

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use base64::Engine as _;
 use fake::FakeKumaApi;
 use serde_json::{Value, json};
 
@@ -486,7 +487,7 @@ fn inspect_dataplanes_and_zones() {
     );
     api.set_overview(
         "zones/_overview",
-        json!({"total": 1, "next": null, "items": [{
+        json!({"total": 2, "next": null, "items": [{
             "type": "ZoneOverview", "name": "zone-1",
             "creationTime": fake::ZERO_TIME, "modificationTime": fake::ZERO_TIME,
             "zone": {"enabled": true},
@@ -494,7 +495,16 @@ fn inspect_dataplanes_and_zones() {
                 "connectTime": "2020-01-01T00:00:00Z",
                 "status": {"lastUpdateTime": "2020-01-01T00:00:00Z", "total": {"responsesSent": "7"}},
                 "version": {"kumaCp": {"version": "2.14.3"}},
-                "config": "{\"store\":{\"type\":\"postgres\"}}"}]}
+                "config": "{\"store\":{\"type\":\"postgres\"}}"}],
+                "kdsSync": {
+                    "globalToZone": {"revisions": "3", "seconds": 1.2, "senderRevision": "40"},
+                    "zoneToGlobal": {"senderRevision": "12", "ackedRevision": "12"}}}
+        }, {
+            // A Kuma global, or a zone that never connected: no kdsSync.
+            "type": "ZoneOverview", "name": "zone-2",
+            "creationTime": fake::ZERO_TIME, "modificationTime": fake::ZERO_TIME,
+            "zone": {"enabled": true},
+            "zoneInsight": {}
         }]}),
     );
     let k = Kumactl::pointed_at(&api.url());
@@ -548,11 +558,131 @@ fn inspect_dataplanes_and_zones() {
     let out = k.run(&["inspect", "zones"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("NAME     STATUS   LAST CONNECTED AGO   LAST UPDATED AGO   TOTAL UPDATES   TOTAL ERRORS   ZONE-CP VERSION   BACKEND\nzone-1   Online   "), "{text}");
-    assert!(
-        text.ends_with("   7               0              2.14.3            postgres\n"),
+    let cells = |line: &str| -> Vec<String> {
+        line.split("   ")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(
+        cells(lines[0]),
+        [
+            "NAME",
+            "STATUS",
+            "LAST CONNECTED AGO",
+            "LAST UPDATED AGO",
+            "TOTAL UPDATES",
+            "TOTAL ERRORS",
+            "ZONE-CP VERSION",
+            "BACKEND",
+            "GLOBAL->ZONE LAG",
+            "ZONE->GLOBAL LAG"
+        ]
+    );
+    let zone_1 = cells(lines[1]);
+    assert_eq!(zone_1[..2], ["zone-1", "Online"], "{text}");
+    assert_eq!(
+        zone_1[4..],
+        ["7", "0", "2.14.3", "postgres", "3 (1.2s)", "0 (0.0s)"],
         "{text}"
     );
+    // Columns keep their places when cells are empty: zone-2 ends with two `-`.
+    assert!(lines[2].starts_with("zone-2   Offline"), "{text}");
+    assert!(lines[2].ends_with("   -                  -"), "{text}");
+}
+
+#[test]
+fn generate_zone_token_accepts_the_cp_scope() {
+    let api = FakeKumaApi::start("Kuma");
+    let k = Kumactl::pointed_at(&api.url());
+    for (scopes, sent) in [
+        (&["--scope", "cp"][..], json!(["cp"])),
+        (&["--scope", "cp,ingress"][..], json!(["cp", "ingress"])),
+        (
+            &["--scope", "egress", "--scope", "cp"][..],
+            json!(["egress", "cp"]),
+        ),
+    ] {
+        api.clear_requests();
+        let mut args = vec![
+            "generate",
+            "zone-token",
+            "--zone",
+            "zone-1",
+            "--valid-for",
+            "720h",
+        ];
+        args.extend_from_slice(scopes);
+        let out = k.run(&args);
+        assert!(out.status.success(), "{scopes:?}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out),
+            "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEiLCJ0eXAiOiJKV1QifQ.zone-1.c2ln"
+        );
+        let post = api
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "POST")
+            .expect("token request");
+        assert_eq!(post.path_and_query, "/tokens/zone");
+        let body: Value = serde_json::from_str(&post.body).expect("json");
+        assert_eq!(
+            body,
+            json!({"zone": "zone-1", "scope": sent, "validFor": "720h0m0s"})
+        );
+    }
+
+    let out = k.run(&[
+        "generate",
+        "zone-token",
+        "--zone",
+        "zone-1",
+        "--valid-for",
+        "1h",
+        "--scope",
+        "cp,admin",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("invalid --scope values: [admin] (supported scopes: [ingress egress cp])"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Offline signing puts the scope in Kuma's `Scope` claim.
+    let key = k.dir.path().join("signing-key.pem");
+    let out = k.run(&["generate", "signing-key", "--format", "pem"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(&key, stdout(&out)).expect("write key");
+    let out = k.run(&[
+        "generate",
+        "zone-token",
+        "--zone",
+        "zone-1",
+        "--valid-for",
+        "1h",
+        "--scope",
+        "cp",
+        "--signing-key-path",
+        path_str(&key),
+        "--kid",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out);
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("claims JSON");
+    assert_eq!(claims["Zone"], "zone-1");
+    assert_eq!(claims["Scope"], json!(["cp"]));
 }
 
 #[test]

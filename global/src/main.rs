@@ -6,9 +6,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use cp::config::{Config, Env, StoreKind};
+use cp::config::{Config, Env};
 
 #[derive(Parser)]
 #[command(
@@ -81,20 +81,11 @@ fn main() -> Result<()> {
                     .await
                     .context("kuma-global stopped with an error")
             }
-            Command::Migrate { action: MigrateAction::Up { config_file } } => {
+            Command::Migrate {
+                action: MigrateAction::Up { config_file },
+            } => {
                 let config = load_config(config_file.as_ref())?;
-                if config.store.kind != StoreKind::Postgres {
-                    bail!(
-                        "migrate up applies to the postgres store; store.type is {:?} (SQLite migrates itself when it opens)",
-                        config.store.kind.as_str()
-                    );
-                }
-                let store::BackendSettings::Postgres(pg) = config.store_settings().backend else {
-                    bail!("store.type postgres without postgres settings");
-                };
-                let outcome = store::postgres::migrate_up(&pg)
-                    .await
-                    .with_context(|| format!("migrating {}", pg.describe()))?;
+                let outcome = cp::migrate::up(&config).await?;
                 println!("{outcome}");
                 Ok(())
             }

@@ -907,6 +907,7 @@ impl mesh::global_kds_service_server::GlobalKdsService for GlobalImpl {
                 seconds: 5,
                 nanos: 0,
             }),
+            ..Default::default()
         }))
     }
 }
@@ -946,7 +947,7 @@ async fn kds_loopback_round_trip() -> TestResult {
         .await?;
 
     let health = GlobalKdsServiceClient::new(channel.clone())
-        .health_check(mesh::ZoneHealthCheckRequest {})
+        .health_check(mesh::ZoneHealthCheckRequest::default())
         .await?
         .into_inner();
     assert_eq!(

@@ -112,3 +112,23 @@ impl fmt::Display for Rejection {
         f.write_str(&self.reason)
     }
 }
+
+/// Why a KDS stream ended. Every variant is a reason to reconnect (zone) or to let the zone
+/// reconnect (global); none of them is about one resource.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    #[error("the peer ended the stream: {0}")]
+    Peer(String),
+    #[error("the stream was closed")]
+    Closed,
+    #[error("store: {0}")]
+    Store(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// A response stayed unacknowledged longer than the stall timeout.
+    #[error("stalled: a {kind} response was not acknowledged for {waited:?}")]
+    Stalled {
+        kind: ResourceType,
+        waited: std::time::Duration,
+    },
+}

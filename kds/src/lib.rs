@@ -30,9 +30,24 @@ mod canonical;
 pub mod diff;
 mod error;
 pub mod filter;
+pub mod global;
 pub mod mapping;
+pub mod metadata;
+pub mod metrics;
+pub mod mirror;
 pub mod outbound;
+pub mod receiver;
 pub mod reconcile;
+pub mod sender;
+pub mod stats;
+pub mod status;
+pub mod transport;
+pub mod version;
 pub mod wire;
+pub mod zone;
 
-pub use error::{Error, Rejection};
+pub use error::{Error, Rejection, SyncError};
+
+/// Type URL of the structured per-resource details a kuma-rs receiver puts in a NACK's
+/// `error_detail.details`.
+pub const REJECTION_TYPE_URL: &str = "type.googleapis.com/kuma.system.v1alpha1.KdsRejection";

@@ -297,8 +297,28 @@ impl ResourceStore for CachedStore {
         self.inner.revision().await
     }
 
+    /// The inner store's feed, each event held back until the cache has applied it: a reader
+    /// that reacts to an event by reading through the cache sees that change (or a newer one).
     fn changes(&self, after: Revision) -> ChangeFeed {
-        self.inner.changes(after)
+        let followed = self.shared.followed.subscribe();
+        self.inner
+            .changes(after)
+            .then(move |item| {
+                let mut followed = followed.clone();
+                async move {
+                    if let Ok(event) = &item {
+                        let revision = event.revision;
+                        // Bounded: a cache stuck on an unavailable store must not stop the feed.
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(5),
+                            followed.wait_for(|f| *f >= revision),
+                        )
+                        .await;
+                    }
+                    item
+                }
+            })
+            .boxed()
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Vec<Applied>> {

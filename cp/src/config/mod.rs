@@ -31,7 +31,9 @@ pub use env::vars;
 pub use load::{Loaded, Warning};
 pub use render::{defaults_yaml, settings_markdown};
 pub use settings::{SETTINGS, Setting};
-pub use value::{Environment, GrpcUrl, Interval, Mode, Password, PgTlsMode, StoreKind};
+pub use value::{
+    Environment, GrpcUrl, Interval, KdsAuthType, Mode, Password, PgTlsMode, StoreKind,
+};
 
 /// A problem with one setting, naming where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +70,18 @@ impl std::fmt::Display for Problem {
             Self::Rule { key, message } => write!(f, "{key}: {message}"),
         }
     }
+}
+
+/// Why [`Config::zone_kds_token`] could not read the zone token file.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneTokenError {
+    #[error("multizone.zone.kds.auth.tokenPath: reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("multizone.zone.kds.auth.tokenPath: {path} holds no token")]
+    Empty { path: PathBuf },
 }
 
 /// Why a configuration could not be loaded.
@@ -151,6 +165,11 @@ pub struct General {
     pub tls_cert_file: Option<PathBuf>,
     /// `general.tlsKeyFile`
     pub tls_key_file: Option<PathBuf>,
+    /// `general.resilientComponentBaseBackoff`: the first wait before a failed component
+    /// (the zone's KDS client) restarts; the wait doubles, with jitter, on each failure.
+    pub resilient_component_base_backoff: Interval,
+    /// `general.resilientComponentMaxBackoff`: the longest such wait. Not shorter than the base.
+    pub resilient_component_max_backoff: Interval,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -277,6 +296,29 @@ pub struct GlobalKds {
     pub tls_key_file: Option<PathBuf>,
     /// Largest KDS message, in bytes.
     pub max_msg_size: u32,
+    /// `multizone.global.kds.stallTimeout`: a stream to a zone that has changes the zone has
+    /// not acknowledged for this long is torn down (and counted) so the zone reconnects.
+    pub stall_timeout: Interval,
+    /// `multizone.global.kds.auth`
+    pub auth: GlobalKdsAuth,
+    /// `multizone.global.kds.zoneHealthCheck`
+    pub zone_health_check: ZoneHealthCheck,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalKdsAuth {
+    /// `multizone.global.kds.auth.type`: how the global knows which zone dialled it.
+    pub kind: KdsAuthType,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoneHealthCheck {
+    /// `multizone.global.kds.zoneHealthCheck.pollInterval`: how often the global asks zones
+    /// to ping it (the interval its HealthCheck replies carry).
+    pub poll_interval: Interval,
+    /// `multizone.global.kds.zoneHealthCheck.timeout`: a zone whose pings stop for this long
+    /// has its streams closed and is marked offline. Longer than `poll_interval`.
+    pub timeout: Interval,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -294,6 +336,22 @@ pub struct ZoneKds {
     pub root_ca_file: Option<PathBuf>,
     pub tls_skip_verify: bool,
     pub max_msg_size: u32,
+    /// `multizone.zone.kds.stallTimeout`: a stream to the global that has changes the global
+    /// has not acknowledged for this long is torn down (and counted) and dialled again.
+    pub stall_timeout: Interval,
+    /// `multizone.zone.kds.auth`
+    pub auth: ZoneKdsAuth,
+}
+
+/// The zone token a federated zone presents to the global: from a file or inline, not both.
+/// Read it with [`Config::zone_kds_token`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoneKdsAuth {
+    /// `multizone.zone.kds.auth.tokenPath`: a file holding the token.
+    pub token_path: Option<PathBuf>,
+    /// `multizone.zone.kds.auth.tokenInline`: the token itself (a secret: masked in `/config`
+    /// and in `Debug`).
+    pub token_inline: Option<Password>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -347,8 +405,11 @@ pub struct Defaults {
 const DEFAULT_MAX_MSG_SIZE: u32 = 10 * 1024 * 1024;
 
 impl Default for Config {
-    /// Kuma's defaults, except `store.type` (`sqlite` here, `memory` in Kuma) and
-    /// `apiServer.https.enabled` (off: its port 5682 is also `bootstrapServer.port`).
+    /// Kuma's defaults, except `store.type` (`sqlite` here, `memory` in Kuma),
+    /// `apiServer.https.enabled` (off: its port 5682 is also `bootstrapServer.port`), the
+    /// resilient-component backoff (1s to 30s; Kuma: 5s to 1m), the zone health check (on,
+    /// 1s/6s; off in Kuma) and KDS zone authentication (`zoneToken`; Kuma OSS has none).
+    /// `stallTimeout` is a kuma-rs setting.
     fn default() -> Self {
         let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         Self {
@@ -358,6 +419,8 @@ impl Default for Config {
                 work_dir: PathBuf::from("~/.kuma"),
                 tls_cert_file: None,
                 tls_key_file: None,
+                resilient_component_base_backoff: Interval::from_secs(1),
+                resilient_component_max_backoff: Interval::from_secs(30),
             },
             store: Store {
                 kind: StoreKind::Sqlite,
@@ -422,6 +485,14 @@ impl Default for Config {
                         tls_cert_file: None,
                         tls_key_file: None,
                         max_msg_size: DEFAULT_MAX_MSG_SIZE,
+                        stall_timeout: Interval::from_secs(20),
+                        auth: GlobalKdsAuth {
+                            kind: KdsAuthType::ZoneToken,
+                        },
+                        zone_health_check: ZoneHealthCheck {
+                            poll_interval: Interval::from_secs(1),
+                            timeout: Interval::from_secs(6),
+                        },
                     },
                 },
                 zone: MultizoneZone {
@@ -432,6 +503,11 @@ impl Default for Config {
                         root_ca_file: None,
                         tls_skip_verify: false,
                         max_msg_size: DEFAULT_MAX_MSG_SIZE,
+                        stall_timeout: Interval::from_secs(20),
+                        auth: ZoneKdsAuth {
+                            token_path: None,
+                            token_inline: None,
+                        },
                     },
                 },
             },
@@ -484,7 +560,9 @@ impl Config {
     }
 
     /// Checks the rules that span settings or that a type cannot hold: ports not 0, the
-    /// zone name an RFC 1035 label, TLS file pairs, listeners sharing a port. Returns every
+    /// zone name an RFC 1035 label (required on a zone and when `globalAddress` is set), TLS
+    /// file pairs, listeners sharing a port, timeouts longer than their periods, backoff base
+    /// not above its cap, at most one zone token source. Returns every
     /// problem, each naming its key. (Zero intervals and bad URLs cannot reach a `Config`
     /// read by [`Config::load`]: [`Interval`] and [`GrpcUrl`] refuse them when parsed.)
     pub fn validate(&self) -> Result<(), Error> {
@@ -494,6 +572,32 @@ impl Config {
         } else {
             Err(Error::Invalid(problems))
         }
+    }
+
+    /// The zone token this zone presents to the global: `multizone.zone.kds.auth.tokenInline`,
+    /// or the content of `multizone.zone.kds.auth.tokenPath`; surrounding whitespace (a
+    /// trailing newline) is trimmed. `None` when neither is set ([`Config::validate`] refuses
+    /// both). Read the file anew on each call, so a rotated token is picked up on reconnect.
+    pub fn zone_kds_token(&self) -> Result<Option<String>, ZoneTokenError> {
+        let auth = &self.multizone.zone.kds.auth;
+        if let Some(inline) = &auth.token_inline {
+            let token = inline.expose().trim();
+            if !token.is_empty() {
+                return Ok(Some(token.to_owned()));
+            }
+        }
+        let Some(path) = &auth.token_path else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ZoneTokenError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(ZoneTokenError::Empty { path: path.clone() });
+        }
+        Ok(Some(token.to_owned()))
     }
 
     /// The configuration as JSON with Kuma's camelCase keys, secrets (passwords, tokens, key

@@ -142,9 +142,13 @@ pub fn settings_markdown() -> String {
          3. environment variables, named as in Kuma (`KUMA_API_SERVER_HTTP_PORT=5681`).\n\
          \n\
          Names, meanings and defaults follow Kuma, so an existing Kuma configuration carries over.\n\
-         Where kuma-rs differs: `store.type` defaults to `sqlite` (Kuma: `memory`) and\n\
+         Where kuma-rs differs: `store.type` defaults to `sqlite` (Kuma: `memory`);\n\
          `apiServer.https.enabled` defaults to `false` (its port, 5682, is also the bootstrap\n\
-         server's). Where Kuma's documentation and its code spell a variable differently, both\n\
+         server's); the zone health check is on by default (Kuma: off); zones authenticate to the\n\
+         global with a zone token by default (`multizone.global.kds.auth.type`; Kuma OSS trusts\n\
+         the zone's name); the restart backoff is 1s to 30s (Kuma: 5s to 1m); and\n\
+         `stallTimeout` and the `auth` token settings of a zone are kuma-rs settings.\n\
+         Where Kuma's documentation and its code spell a variable differently, both\n\
          spellings work; the second is listed as \"also\".\n\
          \n\
          Value formats:\n\
@@ -160,7 +164,7 @@ pub fn settings_markdown() -> String {
          `apiServer.http.port: invalid value \"abc\": expected a port number (1-65535)`) or the\n\
          variable (`KUMA_API_SERVER_HTTP_PORT=\"abc\": ...`). A `KUMA_*` variable that names no\n\
          setting is only logged as a warning, since other Kuma tools use the same prefix.\n\
-         The running configuration, with passwords masked, is served at `/config`.\n",
+         The running configuration, with passwords and tokens masked, is served at `/config`.\n",
     );
     for section in SECTIONS {
         let _ = write!(

@@ -29,7 +29,8 @@ pub struct Setting {
 }
 
 impl Setting {
-    /// Whether `/config` must hide the value: passwords, tokens and key material.
+    /// Whether `/config` must hide the value: passwords, tokens and key material (but not
+    /// the path of a file holding one: `tokenPath`).
     pub fn is_secret(&self) -> bool {
         let leaf = self
             .key
@@ -37,7 +38,10 @@ impl Setting {
             .next()
             .unwrap_or(self.key)
             .to_ascii_lowercase();
-        leaf.contains("password") || leaf.contains("token") || leaf.ends_with("keydata")
+        let names_a_file = leaf.ends_with("path") || leaf.ends_with("file");
+        leaf.contains("password")
+            || (leaf.contains("token") && !names_a_file)
+            || leaf.ends_with("keydata")
     }
 
     /// The value of this setting in `config`, as `/config` shows it (unmasked).
@@ -201,6 +205,20 @@ pub static SETTINGS: &[Setting] = &[
         general.tls_key_file,
         "/etc/kuma/tls.key",
         "PEM key of general.tlsCertFile"
+    ),
+    setting!(
+        "general.resilientComponentBaseBackoff",
+        KUMA_GENERAL_RESILIENT_COMPONENT_BASE_BACKOFF,
+        general.resilient_component_base_backoff,
+        "5s",
+        "First wait before a failed component (a zone's connection to the global) restarts; each further failure doubles it, with jitter"
+    ),
+    setting!(
+        "general.resilientComponentMaxBackoff",
+        KUMA_GENERAL_RESILIENT_COMPONENT_MAX_BACKOFF,
+        general.resilient_component_max_backoff,
+        "1m",
+        "Longest wait before a failed component restarts; not shorter than resilientComponentBaseBackoff"
     ),
     // store
     setting!(
@@ -500,6 +518,34 @@ pub static SETTINGS: &[Setting] = &[
         "20971520",
         "Largest KDS message in bytes"
     ),
+    setting!(
+        "multizone.global.kds.stallTimeout",
+        KUMA_MULTIZONE_GLOBAL_KDS_STALL_TIMEOUT,
+        multizone.global.kds.stall_timeout,
+        "1m",
+        "A stream to a zone that has changes the zone has not acknowledged for this long is torn down and re-established (and counted)"
+    ),
+    setting!(
+        "multizone.global.kds.auth.type",
+        KUMA_MULTIZONE_GLOBAL_KDS_AUTH_TYPE,
+        multizone.global.kds.auth.kind,
+        "none",
+        "How zones are authenticated: `zoneToken` accepts a zone only with a zone token of scope `cp` this global issued (`kumactl generate zone-token --zone NAME --scope cp`); `none` trusts the zone's client-id header (Kuma OSS behaviour)"
+    ),
+    setting!(
+        "multizone.global.kds.zoneHealthCheck.pollInterval",
+        KUMA_MULTIZONE_GLOBAL_KDS_ZONE_HEALTH_CHECK_POLL_INTERVAL,
+        multizone.global.kds.zone_health_check.poll_interval,
+        "2s",
+        "How often the global asks zones to ping it"
+    ),
+    setting!(
+        "multizone.global.kds.zoneHealthCheck.timeout",
+        KUMA_MULTIZONE_GLOBAL_KDS_ZONE_HEALTH_CHECK_TIMEOUT,
+        multizone.global.kds.zone_health_check.timeout,
+        "10s",
+        "A zone whose pings stop for this long has its streams closed and is marked offline; longer than pollInterval"
+    ),
     // multizone.zone
     setting!(
         "multizone.zone.name",
@@ -542,6 +588,27 @@ pub static SETTINGS: &[Setting] = &[
         multizone.zone.kds.max_msg_size,
         "4194304",
         "Largest KDS message in bytes"
+    ),
+    setting!(
+        "multizone.zone.kds.stallTimeout",
+        KUMA_MULTIZONE_ZONE_KDS_STALL_TIMEOUT,
+        multizone.zone.kds.stall_timeout,
+        "45s",
+        "A stream to the global that has changes the global has not acknowledged for this long is torn down and re-established (and counted)"
+    ),
+    setting!(
+        "multizone.zone.kds.auth.tokenPath",
+        KUMA_MULTIZONE_ZONE_KDS_AUTH_TOKEN_PATH,
+        multizone.zone.kds.auth.token_path,
+        "/etc/kuma/zone-token",
+        "File holding the zone token (scope `cp`) presented to the global; not together with tokenInline"
+    ),
+    setting!(
+        "multizone.zone.kds.auth.tokenInline",
+        KUMA_MULTIZONE_ZONE_KDS_AUTH_TOKEN_INLINE,
+        multizone.zone.kds.auth.token_inline,
+        "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+        "The zone token itself (masked in `/config`); not together with tokenPath"
     ),
     // xdsServer
     setting!(

@@ -656,6 +656,281 @@ fn global_address_is_a_grpc_url() {
     }
 }
 
+#[test]
+fn new_kds_settings_have_their_defaults_and_kuma_names() {
+    let defaults = Config::default();
+    let rows: [(&str, &str, serde_json::Value); 9] = [
+        (
+            "multizone.global.kds.auth.type",
+            "KUMA_MULTIZONE_GLOBAL_KDS_AUTH_TYPE",
+            "zoneToken".into(),
+        ),
+        (
+            "multizone.global.kds.zoneHealthCheck.pollInterval",
+            "KUMA_MULTIZONE_GLOBAL_KDS_ZONE_HEALTH_CHECK_POLL_INTERVAL",
+            "1s".into(),
+        ),
+        (
+            "multizone.global.kds.zoneHealthCheck.timeout",
+            "KUMA_MULTIZONE_GLOBAL_KDS_ZONE_HEALTH_CHECK_TIMEOUT",
+            "6s".into(),
+        ),
+        (
+            "multizone.global.kds.stallTimeout",
+            "KUMA_MULTIZONE_GLOBAL_KDS_STALL_TIMEOUT",
+            "20s".into(),
+        ),
+        (
+            "multizone.zone.kds.stallTimeout",
+            "KUMA_MULTIZONE_ZONE_KDS_STALL_TIMEOUT",
+            "20s".into(),
+        ),
+        (
+            "multizone.zone.kds.auth.tokenPath",
+            "KUMA_MULTIZONE_ZONE_KDS_AUTH_TOKEN_PATH",
+            "".into(),
+        ),
+        (
+            "multizone.zone.kds.auth.tokenInline",
+            "KUMA_MULTIZONE_ZONE_KDS_AUTH_TOKEN_INLINE",
+            "".into(),
+        ),
+        (
+            "general.resilientComponentBaseBackoff",
+            "KUMA_GENERAL_RESILIENT_COMPONENT_BASE_BACKOFF",
+            "1s".into(),
+        ),
+        (
+            "general.resilientComponentMaxBackoff",
+            "KUMA_GENERAL_RESILIENT_COMPONENT_MAX_BACKOFF",
+            "30s".into(),
+        ),
+    ];
+    for (key, var, default) in rows {
+        let setting = settings::by_key(key).unwrap_or_else(|| panic!("{key} is no setting"));
+        assert_eq!(setting.env, var);
+        assert_eq!(setting.value(&defaults), default, "{key}");
+    }
+    let config =
+        from_env_only(&env(&[("KUMA_MULTIZONE_GLOBAL_KDS_AUTH_TYPE", "none")])).expect("valid");
+    assert_eq!(config.multizone.global.kds.auth.kind, KdsAuthType::None);
+    assert_eq!(
+        problems_of(Config::from_yaml_str(
+            "multizone:\n  global:\n    kds:\n      auth:\n        type: jwt\n"
+        )),
+        [
+            r#"multizone.global.kds.auth.type: invalid value "jwt": expected one of: zoneToken, none"#
+        ]
+    );
+}
+
+#[test]
+fn the_health_check_timeout_must_exceed_its_poll_interval() {
+    let load = |poll: &str, timeout: &str| {
+        Config::load(
+            None,
+            &env(&[
+                ("HOME", "/root"),
+                (
+                    "KUMA_MULTIZONE_GLOBAL_KDS_ZONE_HEALTH_CHECK_POLL_INTERVAL",
+                    poll,
+                ),
+                (
+                    "KUMA_MULTIZONE_GLOBAL_KDS_ZONE_HEALTH_CHECK_TIMEOUT",
+                    timeout,
+                ),
+            ]),
+        )
+    };
+    let loaded = load("500ms", "2s").expect("valid");
+    assert_eq!(
+        loaded
+            .config
+            .multizone
+            .global
+            .kds
+            .zone_health_check
+            .poll_interval,
+        Interval::from_millis(500)
+    );
+    assert_eq!(
+        problems_of(load("5s", "5s")),
+        [
+            "multizone.global.kds.zoneHealthCheck.timeout: must be longer than multizone.global.kds.zoneHealthCheck.pollInterval (5s)"
+        ]
+    );
+    assert_eq!(
+        problems_of(load("10s", "6s")),
+        [
+            "multizone.global.kds.zoneHealthCheck.timeout: must be longer than multizone.global.kds.zoneHealthCheck.pollInterval (10s)"
+        ]
+    );
+    assert_eq!(
+        problems_of(load("0s", "6s")),
+        [
+            r#"KUMA_MULTIZONE_GLOBAL_KDS_ZONE_HEALTH_CHECK_POLL_INTERVAL="0s": expected a duration greater than zero, such as 1s, 500ms or 10m"#
+        ]
+    );
+}
+
+#[test]
+fn the_backoff_base_must_not_exceed_its_cap() {
+    let mut config = Config::default();
+    config.general.resilient_component_base_backoff = Interval::from_secs(30);
+    config.validate().expect("base == max is fine");
+    config.general.resilient_component_base_backoff = Interval::from_secs(31);
+    assert_eq!(
+        problems_of(config.validate()),
+        [
+            "general.resilientComponentMaxBackoff: must not be shorter than general.resilientComponentBaseBackoff (31s)"
+        ]
+    );
+}
+
+#[test]
+fn stall_timeouts_are_positive_durations() {
+    let config = from_env_only(&env(&[
+        ("KUMA_MULTIZONE_GLOBAL_KDS_STALL_TIMEOUT", "1m30s"),
+        ("KUMA_MULTIZONE_ZONE_KDS_STALL_TIMEOUT", "5s"),
+    ]))
+    .expect("valid");
+    assert_eq!(
+        config.multizone.global.kds.stall_timeout.get(),
+        Duration::from_secs(90)
+    );
+    assert_eq!(
+        config.multizone.zone.kds.stall_timeout.get(),
+        Duration::from_secs(5)
+    );
+    let problems = from_env_only(&env(&[("KUMA_MULTIZONE_ZONE_KDS_STALL_TIMEOUT", "0")]))
+        .expect_err("zero stall timeout");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+}
+
+#[test]
+fn a_federated_zone_needs_a_dns_label_name() {
+    let load = |name: &str, address: &str| {
+        Config::load(
+            None,
+            &env(&[
+                ("HOME", "/root"),
+                ("KUMA_MULTIZONE_ZONE_NAME", name),
+                ("KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS", address),
+            ]),
+        )
+    };
+    let loaded = load("zone-1", "grpcs://global.example:5685").expect("valid");
+    let address = loaded.config.multizone.zone.global_address.expect("set");
+    assert_eq!((address.tls(), address.host()), (true, "global.example"));
+    load("zone-1", "grpc://10.0.0.1:5685").expect("plain grpc is allowed");
+
+    assert_eq!(
+        problems_of(load("", "grpcs://global.example")),
+        ["multizone.zone.name: must be set when multizone.zone.globalAddress is set"]
+    );
+    assert_eq!(
+        problems_of(load("Zone_1", "grpcs://global.example")),
+        [r#"multizone.zone.name: "Zone_1" is not a DNS label: must start with a lowercase letter"#]
+    );
+    assert_eq!(
+        problems_of(load(&"z".repeat(64), "grpcs://global.example")),
+        [format!(
+            "multizone.zone.name: {:?} is not a DNS label: longer than 63 characters",
+            "z".repeat(64)
+        )]
+    );
+    assert_eq!(
+        problems_of(load("zone-1", "http://x:1")),
+        [
+            r#"KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS="http://x:1": expected a URL such as grpcs://global.example:5685 (scheme grpc or grpcs)"#
+        ]
+    );
+
+    // The rule holds whatever the mode says.
+    let mut config = Config {
+        mode: Mode::Global,
+        ..Config::default()
+    };
+    config.multizone.zone.name.clear();
+    config
+        .validate()
+        .expect("a global without globalAddress needs no zone name");
+    config.multizone.zone.global_address = Some("grpcs://g".parse().expect("url"));
+    assert_eq!(
+        problems_of(config.validate()),
+        ["multizone.zone.name: must be set when multizone.zone.globalAddress is set"]
+    );
+}
+
+#[test]
+fn the_zone_token_comes_from_one_place() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("zone-token");
+    std::fs::write(&file, "  file.jwt.token\n").expect("write");
+    let path = file.to_str().expect("utf-8");
+
+    let mut config = Config::default();
+    assert_eq!(config.zone_kds_token().expect("none"), None);
+
+    config.multizone.zone.kds.auth.token_path = Some(file.clone());
+    config.validate().expect("a path alone is valid");
+    assert_eq!(
+        config.zone_kds_token().expect("read").as_deref(),
+        Some("file.jwt.token")
+    );
+
+    config.multizone.zone.kds.auth.token_inline = Some(Password::new("inline.jwt.token\n"));
+    assert_eq!(
+        problems_of(config.validate()),
+        [
+            "multizone.zone.kds.auth.tokenInline: must not be set together with multizone.zone.kds.auth.tokenPath"
+        ]
+    );
+    config.multizone.zone.kds.auth.token_path = None;
+    assert_eq!(
+        config.zone_kds_token().expect("inline").as_deref(),
+        Some("inline.jwt.token")
+    );
+
+    // Both from the environment: the loader refuses, naming the setting.
+    assert_eq!(
+        problems_of(Config::load(
+            None,
+            &env(&[
+                ("HOME", "/root"),
+                ("KUMA_MULTIZONE_ZONE_KDS_AUTH_TOKEN_PATH", path),
+                ("KUMA_MULTIZONE_ZONE_KDS_AUTH_TOKEN_INLINE", "t"),
+            ]),
+        )),
+        [
+            "multizone.zone.kds.auth.tokenInline: must not be set together with multizone.zone.kds.auth.tokenPath"
+        ]
+    );
+
+    // A missing or empty file is an error naming the setting and the path.
+    config.multizone.zone.kds.auth.token_inline = None;
+    let missing = dir.path().join("no-such-token");
+    config.multizone.zone.kds.auth.token_path = Some(missing.clone());
+    let error = config
+        .zone_kds_token()
+        .expect_err("missing file")
+        .to_string();
+    assert!(
+        error.starts_with("multizone.zone.kds.auth.tokenPath: reading ")
+            && error.contains(&missing.display().to_string()),
+        "{error}"
+    );
+    std::fs::write(&file, "\n").expect("write");
+    config.multizone.zone.kds.auth.token_path = Some(file.clone());
+    assert_eq!(
+        config.zone_kds_token().expect_err("empty file").to_string(),
+        format!(
+            "multizone.zone.kds.auth.tokenPath: {} holds no token",
+            file.display()
+        )
+    );
+}
+
 // === durations ===
 
 #[test]
@@ -716,5 +991,48 @@ fn secrets_are_recognised_by_name() {
         .filter(|s| s.is_secret())
         .map(|s| s.key)
         .collect();
-    assert_eq!(secret, ["store.postgres.password"]);
+    assert_eq!(
+        secret,
+        [
+            "store.postgres.password",
+            "multizone.zone.kds.auth.tokenInline"
+        ]
+    );
+}
+
+#[test]
+fn the_zone_token_is_masked_everywhere() {
+    let loaded = Config::load(
+        None,
+        &env(&[
+            ("HOME", "/root"),
+            (
+                "KUMA_MULTIZONE_ZONE_KDS_AUTH_TOKEN_INLINE",
+                "zone-secret-jwt",
+            ),
+        ]),
+    )
+    .expect("valid");
+    let config = loaded.config;
+    assert_eq!(
+        config
+            .multizone
+            .zone
+            .kds
+            .auth
+            .token_inline
+            .as_ref()
+            .map(Password::expose),
+        Some("zone-secret-jwt")
+    );
+    let json = config.sanitized();
+    assert_eq!(
+        json["multizone"]["zone"]["kds"]["auth"]["tokenInline"],
+        "*****"
+    );
+    // The path of a token file is no secret.
+    assert_eq!(json["multizone"]["zone"]["kds"]["auth"]["tokenPath"], "");
+    assert!(!json.to_string().contains("zone-secret-jwt"));
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("zone-secret-jwt"), "{debug}");
 }

@@ -25,9 +25,17 @@ pub(crate) fn validate(c: &Config) -> Vec<Problem> {
         }
     }
 
+    // The zone's name travels to the global as its identity (client-id, token `Zone` claim),
+    // so a federated zone needs a valid one whatever the mode. `globalAddress` itself is a
+    // `GrpcUrl`: a scheme other than grpc or grpcs is refused when it is read.
     let zone = &c.multizone.zone;
     if zone.name.is_empty() {
-        if c.mode == Mode::Zone {
+        if zone.global_address.is_some() {
+            rule(
+                "multizone.zone.name",
+                "must be set when multizone.zone.globalAddress is set".to_owned(),
+            );
+        } else if c.mode == Mode::Zone {
             rule(
                 "multizone.zone.name",
                 "must be set on a zone control plane".to_owned(),
@@ -37,6 +45,33 @@ pub(crate) fn validate(c: &Config) -> Vec<Problem> {
         rule(
             "multizone.zone.name",
             format!("{:?} is not a DNS label: {reason}", zone.name),
+        );
+    }
+    if zone.kds.auth.token_path.is_some() && zone.kds.auth.token_inline.is_some() {
+        rule(
+            "multizone.zone.kds.auth.tokenInline",
+            "must not be set together with multizone.zone.kds.auth.tokenPath".to_owned(),
+        );
+    }
+
+    let health = &c.multizone.global.kds.zone_health_check;
+    if health.timeout <= health.poll_interval {
+        rule(
+            "multizone.global.kds.zoneHealthCheck.timeout",
+            format!(
+                "must be longer than multizone.global.kds.zoneHealthCheck.pollInterval ({})",
+                health.poll_interval
+            ),
+        );
+    }
+    let general = &c.general;
+    if general.resilient_component_base_backoff > general.resilient_component_max_backoff {
+        rule(
+            "general.resilientComponentMaxBackoff",
+            format!(
+                "must not be shorter than general.resilientComponentBaseBackoff ({})",
+                general.resilient_component_base_backoff
+            ),
         );
     }
 

@@ -484,3 +484,23 @@ impl Field for PgTlsMode {
         Json::from(self.as_str())
     }
 }
+
+word_enum! {
+    /// How the global's KDS server knows which zone dialled it.
+    pub enum KdsAuthType {
+        /// A zone is accepted only with a zone token of scope `cp` that this global issued
+        /// (`kumactl generate zone-token --zone NAME --scope cp`), naming that zone.
+        ZoneToken = "zoneToken",
+        /// Kuma OSS behaviour: the zone's `client-id` header is trusted as is.
+        None = "none",
+    }
+}
+
+impl Field for KdsAuthType {
+    fn parse(text: &str) -> Result<Self, String> {
+        Self::from_word(text.trim()).ok_or_else(Self::expected)
+    }
+    fn to_json(&self) -> Json {
+        Json::from(self.as_str())
+    }
+}

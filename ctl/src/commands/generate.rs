@@ -17,8 +17,9 @@ use crate::cli::{
 use crate::go::format_duration;
 use crate::root::Root;
 
-/// Zone token scopes Kuma knows.
-const FULL_SCOPE: &[&str] = &["ingress", "egress"];
+/// Zone token scopes: Kuma's proxy scopes, and `cp` for a zone control plane dialling the
+/// global (Kong Mesh's zone authentication; the global's `multizone.global.kds.auth.type`).
+const SCOPES: &[&str] = &["ingress", "egress", "cp"];
 
 pub async fn run(root: &Root, command: &GenerateCommand) -> Result<()> {
     match command {
@@ -80,13 +81,13 @@ async fn zone_token(root: &Root, args: &ZoneTokenArgs) -> Result<()> {
         .scope
         .iter()
         .map(String::as_str)
-        .filter(|s| !FULL_SCOPE.contains(s))
+        .filter(|s| !SCOPES.contains(s))
         .collect();
     if !unsupported.is_empty() {
         bail!(
             "invalid --scope values: [{}] (supported scopes: [{}])",
             unsupported.join(" "),
-            FULL_SCOPE.join(" ")
+            SCOPES.join(" ")
         );
     }
     if offline(&args.signing)? {

@@ -288,6 +288,39 @@ async fn handle(
         );
         return ([("content-type", "text/plain")], token).into_response();
     }
+    if path == "tokens/zone" && method == Method::POST {
+        let request: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return kuma_error(StatusCode::BAD_REQUEST, "Bad Request", &e.to_string(), &[]);
+            }
+        };
+        // Kuma's `POST /tokens/zone` (and cp's): every scope one of ingress, egress, cp.
+        let scopes = request["scope"].as_array().cloned().unwrap_or_default();
+        if scopes.is_empty() {
+            return kuma_error(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "Resource is not valid",
+                &[("scope".into(), "cannot be empty".into())],
+            );
+        }
+        for (i, scope) in scopes.iter().enumerate() {
+            if !matches!(scope.as_str(), Some("ingress" | "egress" | "cp")) {
+                return kuma_error(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid request",
+                    "Resource is not valid",
+                    &[(format!("scope[{i}]"), "is not a valid scope".into())],
+                );
+            }
+        }
+        let token = format!(
+            "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEiLCJ0eXAiOiJKV1QifQ.{}.c2ln",
+            request["zone"].as_str().unwrap_or("")
+        );
+        return ([("content-type", "text/plain")], token).into_response();
+    }
     if let Some(overview) = shared.inner.lock().expect("lock").overviews.get(&path) {
         return axum::Json(overview.clone()).into_response();
     }

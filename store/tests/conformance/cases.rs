@@ -971,3 +971,39 @@ pub async fn survives_terminated_connections(h: &Harness) {
     })
     .await;
 }
+
+/// A reader that reacts to an event by reading the resource sees that change or a newer one
+/// (the cache holds each event back until it applied it). KDS mirrors rely on this.
+pub async fn reads_after_an_event_see_it(h: &Harness) {
+    let store = h.open().await;
+    let mut feed = store.changes(0);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                let name = format!("r-{}", i % 10);
+                let key = ResourceKey::new(ResourceType::TrafficRoute, "default", name.clone());
+                match store.get(&key).await {
+                    Ok(mut existing) => {
+                        existing.spec = route("default", &format!("{name}-{i}")).spec;
+                        ok("update", store.update(existing).await);
+                    }
+                    Err(_) => {
+                        ok("create", store.create(route("default", &name), None).await);
+                    }
+                }
+            }
+        })
+    };
+    for event in take_events(&mut feed, 100).await {
+        let stored = ok("get_stored", store.get_stored(&event.key()).await);
+        let revision = stored.map(|s| s.revision).unwrap_or(0);
+        assert!(
+            revision >= event.revision,
+            "event {} for {} but the store returned revision {revision}",
+            event.revision,
+            event.key()
+        );
+    }
+    writer.await.unwrap_or_else(|e| panic!("writer: {e}"));
+}

@@ -43,6 +43,7 @@ macro_rules! common {
             feed_from_the_future_fails,
             snapshot_is_consistent,
             second_instance_sees_writes,
+            reads_after_an_event_see_it,
         );
     };
 }
