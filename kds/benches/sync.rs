@@ -189,13 +189,13 @@ async fn run(zones: usize, resources: usize, changes: usize) {
         global.commit(ops).await.expect("populate");
     }
 
-    eprintln!("populated");
+    eprintln!("{zones} zone(s): global populated");
     // --- baseline: the same responses over a bare gRPC stream ---
     let responses = Arc::new(prebuilt_responses(global.as_ref()).await);
     let payload: usize = responses.iter().map(prost::Message::encoded_len).sum();
     let baseline = baseline_transfer(zones, responses.clone(), &tls).await;
 
-    eprintln!("baseline done");
+    eprintln!("{zones} zone(s): baseline measured");
     // --- the real thing ---
     let mut registry = Registry::default();
     let settings = GlobalSettings {
@@ -262,7 +262,7 @@ async fn run(zones: usize, resources: usize, changes: usize) {
         }
     }
     let first_sync = last_zone_done;
-    eprintln!("first sync done");
+    eprintln!("{zones} zone(s): first sync done");
 
     // --- propagation ---
     let mut latencies = Vec::with_capacity(changes * zones);

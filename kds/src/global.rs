@@ -95,6 +95,7 @@ struct Inner {
     metrics: KdsMetrics,
     flush: Notify,
     next_stream: std::sync::atomic::AtomicU64,
+    offers: Arc<OfferCache>,
 }
 
 /// One live stream of a zone.
@@ -153,6 +154,7 @@ impl GlobalKds {
                 metrics: KdsMetrics::register(registry),
                 flush: Notify::new(),
                 next_stream: Default::default(),
+                offers: Arc::default(),
             }),
         };
         let background = kds.clone();
@@ -533,11 +535,54 @@ fn zone_enabled(zone: &Resource) -> bool {
     }
 }
 
+/// Mapped and encoded resources, shared by every zone's stream: the global -> zone mapping
+/// does not depend on the zone (only the filter does), so a change is encoded once, not once
+/// per zone. Keyed by resource, valid for one store version.
+#[derive(Default)]
+struct OfferCache {
+    entries: Mutex<OfferEntries>,
+}
+
+/// Resource → (store version, what it maps to).
+type OfferEntries = HashMap<ResourceKey, (u64, Result<DeltaResource, Error>)>;
+
+/// Entries kept before the cache starts over (it only ever holds what the mirror holds, plus
+/// resources deleted since).
+const OFFER_CACHE_LIMIT: usize = 500_000;
+
+impl OfferCache {
+    fn get_or_map(
+        &self,
+        resource: &Resource,
+        map: impl FnOnce() -> Result<DeltaResource, Error>,
+    ) -> Result<DeltaResource, Error> {
+        let key = resource.key();
+        let version = resource.meta.version;
+        if let Some((v, cached)) = self.lock().get(&key)
+            && *v == version
+        {
+            return cached.clone();
+        }
+        let mapped = map();
+        let mut entries = self.lock();
+        if entries.len() >= OFFER_CACHE_LIMIT {
+            entries.clear();
+        }
+        entries.insert(key, (version, mapped.clone()));
+        mapped
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OfferEntries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// What the global offers one zone.
 struct GlobalOffer {
     zone: String,
     mirror: Mirror,
     mapper: GlobalToZone,
+    cache: Arc<OfferCache>,
 }
 
 impl Offer for GlobalOffer {
@@ -554,8 +599,11 @@ impl Offer for GlobalOffer {
         if !filter::global_to_zone(resource, &self.zone, &enabled) {
             return Ok(None);
         }
-        let mapped = self.mapper.map(resource.clone())?;
-        Ok(Some(wire::to_delta_resource(&mapped)))
+        let encoded = self.cache.get_or_map(resource, || {
+            let mapped = self.mapper.map(resource.clone())?;
+            Ok(wire::to_delta_resource(&mapped))
+        })?;
+        Ok(Some(encoded))
     }
 
     fn affects_all(&self, key: &ResourceKey) -> bool {
@@ -633,6 +681,7 @@ impl KdsSyncService for GlobalKds {
             mapper: GlobalToZone {
                 public_key: self.inner.settings.public_key,
             },
+            cache: self.inner.offers.clone(),
         });
         let settings = SenderSettings {
             max_message_bytes: self.inner.settings.max_message_bytes,

@@ -97,6 +97,7 @@ async fn apply(
     response: &DeltaDiscoveryResponse,
     stats: &StreamStats,
 ) -> Result<DeltaDiscoveryRequest, SyncError> {
+    let started = std::time::Instant::now();
     let decoded = wire::decode_response(
         &response.type_url,
         &response.resources,
@@ -107,6 +108,8 @@ async fn apply(
     let upstream = Upstream::from_decoded(decoded, false);
     let local = local_for(store, &upstream).await?;
     let plan = reconcile::plan(&settings.receiver, upstream, &local);
+    let planned = started.elapsed();
+    let ops = plan.ops.len();
     let mut rejected = plan.rejected;
     if let Err(e) = store.commit(plan.ops.clone()).await {
         if e.is_transient() {
@@ -124,6 +127,14 @@ async fn apply(
             }
         }
     }
+    debug!(
+        %kind,
+        resources = response.resources.len(),
+        ops,
+        planned_ms = planned.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "response applied"
+    );
     if let Ok(revision) = response.system_version_info.parse::<u64>() {
         stats.applied(revision);
     }

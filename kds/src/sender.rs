@@ -8,7 +8,7 @@
 //! type, as go-control-plane does). A response that is not acknowledged within the stall
 //! timeout ends the stream with [`SyncError::Stalled`] so that it is re-established.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -68,6 +68,11 @@ struct TypeState {
     /// The first request is answered even when there is nothing to send.
     answer_pending: bool,
     dirty: bool,
+    /// Compare everything with what the receiver holds (after a (re)subscription or a
+    /// recompute); otherwise only the names in `touched`.
+    full: bool,
+    /// Delta names changed since the last flush.
+    touched: BTreeSet<String>,
     /// Delta name → what is offered.
     current: BTreeMap<String, DeltaResource>,
     /// Store key → delta name, to drop an entry when its resource changes or goes.
@@ -188,6 +193,7 @@ impl Sender {
             state.answer_pending = true;
             state.dirty = true;
             state.held = request.initial_resource_versions.into_iter().collect();
+            state.full = true;
         }
     }
 
@@ -238,6 +244,7 @@ impl Sender {
             state.current = current;
             state.names = names;
             state.dirty = true;
+            state.full = true;
         }
     }
 
@@ -249,9 +256,11 @@ impl Sender {
         };
         if let Some(old) = state.names.remove(key) {
             state.current.remove(&old);
+            state.touched.insert(old);
         }
         if let Some(delta) = offered {
             state.names.insert(key.clone(), delta.name.clone());
+            state.touched.insert(delta.name.clone());
             state.current.insert(delta.name.clone(), delta);
         }
         state.dirty = true;
@@ -305,8 +314,17 @@ impl Sender {
                 continue;
             }
             state.dirty = false;
-            let current: Vec<DeltaResource> = state.current.values().cloned().collect();
-            let delta = diff::diff(&state.held, &current);
+            let delta = if std::mem::take(&mut state.full) {
+                state.touched.clear();
+                let current: Vec<DeltaResource> = state.current.values().cloned().collect();
+                diff::diff(&state.held, &current)
+            } else {
+                touched_delta(
+                    &state.held,
+                    &state.current,
+                    std::mem::take(&mut state.touched),
+                )
+            };
             if delta.is_empty() && !state.answer_pending {
                 continue;
             }
@@ -432,6 +450,25 @@ impl Sender {
             acked_revision: self.acked_revision,
         });
     }
+}
+
+/// The delta for the names in `touched` only: what changed since the last flush, compared
+/// with what the receiver holds. Equal to [`diff::diff`] restricted to those names.
+fn touched_delta(
+    held: &VersionMap,
+    current: &BTreeMap<String, DeltaResource>,
+    touched: BTreeSet<String>,
+) -> diff::Delta {
+    let mut delta = diff::Delta::default();
+    for name in touched {
+        match current.get(&name) {
+            Some(r) if held.get(&name) != Some(&r.version) => delta.resources.push(r.clone()),
+            Some(_) => {}
+            None if held.contains_key(&name) => delta.removed.push(name),
+            None => {}
+        }
+    }
+    delta
 }
 
 /// The rejections a NACK reports: the structured details when the receiver sent them (kuma-rs

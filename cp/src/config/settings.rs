@@ -481,7 +481,7 @@ pub static SETTINGS: &[Setting] = &[
         KUMA_MULTIZONE_GLOBAL_KDS_REFRESH_INTERVAL,
         multizone.global.kds.refresh_interval,
         "2s",
-        "How often the global checks for changes to send to zones"
+        "Accepted for compatibility; unused: kuma-rs sends each change as it commits (change feed)"
     ),
     setting!(
         "multizone.global.kds.zoneInsightFlushInterval",
@@ -566,14 +566,14 @@ pub static SETTINGS: &[Setting] = &[
         KUMA_MULTIZONE_ZONE_KDS_REFRESH_INTERVAL,
         multizone.zone.kds.refresh_interval,
         "5s",
-        "How often the zone checks for changes to send to the global"
+        "Accepted for compatibility; unused: kuma-rs sends each change as it commits (change feed)"
     ),
     setting!(
         "multizone.zone.kds.rootCaFile",
         KUMA_MULTIZONE_ZONE_KDS_ROOT_CA_FILE,
         multizone.zone.kds.root_ca_file,
         "/etc/kuma/global-ca.crt",
-        "PEM CA that signs the global's KDS certificate; unset means the system's roots"
+        "PEM CA that signs the global's KDS certificate (only these are trusted); required for grpcs unless tlsSkipVerify"
     ),
     setting!(
         "multizone.zone.kds.tlsSkipVerify",
