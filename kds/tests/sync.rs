@@ -25,6 +25,10 @@ struct Global {
 }
 
 async fn start_global(max_message_bytes: usize) -> Global {
+    start_global_with(max_message_bytes, Duration::from_secs(30)).await
+}
+
+async fn start_global_with(max_message_bytes: usize, stall_timeout: Duration) -> Global {
     let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
     store
         .create(test_util::mesh("default"), None)
@@ -34,7 +38,7 @@ async fn start_global(max_message_bytes: usize) -> Global {
         instance_id: "test-global".into(),
         version: "1.4.0".into(),
         max_message_bytes,
-        stall_timeout: Duration::from_secs(30),
+        stall_timeout,
         health_interval: Duration::from_millis(200),
         health_timeout: Duration::from_secs(5),
         flush_interval: Duration::from_millis(100),
@@ -409,4 +413,54 @@ async fn zone_resources_reach_the_global_and_deletes_follow_both_ways() {
         async move { store.get(&key).await.is_err().then_some(()) }
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_zone_that_stops_acknowledging_is_torn_down_and_counted() {
+    use futures::StreamExt;
+    let global = start_global_with(1 << 20, Duration::from_millis(300)).await;
+    let channel = kds::transport::dial("127.0.0.1", global.port, None)
+        .await
+        .expect("dial");
+    let mut client = KdsSyncServiceClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel::<DeltaDiscoveryRequest>(4);
+    let mut request = Request::new(ReceiverStream::new(rx));
+    request
+        .metadata_mut()
+        .insert("client-id", "zone-1".parse().expect("ascii"));
+    request
+        .metadata_mut()
+        .insert("version", "1.4.0".parse().expect("ascii"));
+    // subscribe to meshes, then never acknowledge the response
+    tx.send(DeltaDiscoveryRequest {
+        type_url: kds::wire::type_url(ResourceType::Mesh).into(),
+        resource_names_subscribe: vec!["*".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let mut responses = client
+        .global_to_zone_sync(request)
+        .await
+        .expect("accepted")
+        .into_inner();
+    let first = responses.next().await.expect("a response").expect("ok");
+    assert_eq!(first.resources.len(), 1, "the default mesh");
+    let ended = tokio::time::timeout(Duration::from_secs(10), responses.next())
+        .await
+        .expect("the stream ends")
+        .expect("with a status");
+    let status = ended.expect_err("an error status");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    assert!(status.message().contains("stalled"), "{}", status.message());
+    drop(tx);
+    let stalls = eventually("the stall in the zone insight", || {
+        let store = global.store.clone();
+        async move {
+            let stalls = insight(store.as_ref(), "zone-1").await?.kds_sync?.stalls;
+            (stalls > 0).then_some(stalls)
+        }
+    })
+    .await;
+    assert_eq!(stalls, 1);
 }
