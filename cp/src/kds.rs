@@ -213,6 +213,7 @@ pub async fn start_zone(
         port: address.port(),
         tls,
         token,
+        token_path: zone_config.kds.auth.token_path.clone(),
         version: VERSION.to_string(),
         instance_id: instance_id.to_string(),
         config_json: config.sanitized().to_string(),

@@ -137,6 +137,7 @@ fn zone_settings(i: usize, port: u16, tls: &Tls) -> ZoneSettings {
         port,
         tls: Some(tls.client.clone()),
         token: None,
+        token_path: None,
         version: env!("CARGO_PKG_VERSION").into(),
         instance_id: format!("bench-zone-{i}"),
         config_json: "{}".into(),

@@ -41,6 +41,9 @@ pub struct ZoneSettings {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The zone token (scope `cp`) the global checks.
     pub token: Option<String>,
+    /// A file holding the token, read again on every connection (a rotated token is picked
+    /// up at the next reconnect); takes precedence over `token`.
+    pub token_path: Option<std::path::PathBuf>,
     pub version: String,
     pub instance_id: String,
     /// The zone's config as JSON, secrets removed (ZoneInsight `config`).
@@ -182,7 +185,15 @@ async fn session(
     let channel = transport::dial(&settings.host, settings.port, settings.tls.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let md = metadata::zone_metadata(&settings.zone, &settings.version, settings.token.as_deref())
+    let token = match &settings.token_path {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| format!("reading the zone token {}: {e}", path.display()))?,
+        ),
+        None => settings.token.clone(),
+    };
+    let md = metadata::zone_metadata(&settings.zone, &settings.version, token.as_deref())
         .map_err(|e| e.to_string())?;
     let max = settings.max_message_bytes;
     let mut sync = KdsSyncServiceClient::new(channel.clone())

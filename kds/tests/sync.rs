@@ -29,6 +29,14 @@ async fn start_global(max_message_bytes: usize) -> Global {
 }
 
 async fn start_global_with(max_message_bytes: usize, stall_timeout: Duration) -> Global {
+    start_global_auth(max_message_bytes, stall_timeout, Arc::new(NoAuthentication)).await
+}
+
+async fn start_global_auth(
+    max_message_bytes: usize,
+    stall_timeout: Duration,
+    auth: Arc<dyn kds::global::ZoneAuthenticator>,
+) -> Global {
     let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
     store
         .create(test_util::mesh("default"), None)
@@ -45,14 +53,9 @@ async fn start_global_with(max_message_bytes: usize, stall_timeout: Duration) ->
         public_key: None,
     };
     let mut registry = Registry::default();
-    let (kds, _task) = GlobalKds::start(
-        store.clone(),
-        settings,
-        Arc::new(NoAuthentication),
-        &mut registry,
-    )
-    .await
-    .expect("start");
+    let (kds, _task) = GlobalKds::start(store.clone(), settings, auth, &mut registry)
+        .await
+        .expect("start");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -70,12 +73,22 @@ async fn start_global_with(max_message_bytes: usize, stall_timeout: Duration) ->
 }
 
 async fn start_zone(global: &Global, zone: &str, store: Arc<dyn ResourceStore>) {
+    start_zone_with(global, zone, store, None).await;
+}
+
+async fn start_zone_with(
+    global: &Global,
+    zone: &str,
+    store: Arc<dyn ResourceStore>,
+    token_path: Option<std::path::PathBuf>,
+) {
     let settings = ZoneSettings {
         zone: zone.into(),
         host: "127.0.0.1".into(),
         port: global.port,
         tls: None,
         token: None,
+        token_path,
         version: "1.4.0".into(),
         instance_id: format!("{zone}-cp"),
         config_json: "{}".into(),
@@ -463,4 +476,47 @@ async fn a_zone_that_stops_acknowledging_is_torn_down_and_counted() {
     })
     .await;
     assert_eq!(stalls, 1);
+}
+
+/// Accepts exactly one token, for zone-1 (a stand-in for the zone-token authenticator, which
+/// is tested in cp).
+struct OnlyToken(&'static str);
+
+#[async_trait::async_trait]
+impl kds::global::ZoneAuthenticator for OnlyToken {
+    async fn authenticate(&self, client_id: &str, token: Option<&str>) -> Result<String, String> {
+        match token {
+            Some(t) if t == self.0 && client_id == "zone-1" => Ok("zone-1".into()),
+            _ => Err("not the expected token".into()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_token_file_is_read_again_on_reconnect() {
+    let global = start_global_auth(
+        1 << 20,
+        Duration::from_secs(30),
+        Arc::new(OnlyToken("second")),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("zone-1.token");
+    std::fs::write(&token, "first\n").expect("write");
+    let zone_store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+    start_zone_with(&global, "zone-1", zone_store, Some(token.clone())).await;
+    // refused with the old token: give it a few attempts
+    for _ in 0..20 {
+        assert!(
+            global.kds.connected_zones().is_empty(),
+            "accepted with the wrong token"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::write(&token, "second\n").expect("rotate");
+    eventually("the zone connected with the rotated token", || {
+        let zones = global.kds.connected_zones();
+        async move { (zones == vec!["zone-1".to_string()]).then_some(()) }
+    })
+    .await;
 }
