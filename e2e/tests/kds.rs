@@ -210,6 +210,14 @@ async fn sync_both_ways(fed: Federation) {
         .await;
     }
 
+    // A federated zone does not take writes of what the global owns (Kuma's 405).
+    let refused = fed.try_apply("zone-1", &tp_yaml("local-policy", "*"));
+    assert!(
+        !refused.success && refused.stderr.contains("On zone control plane"),
+        "a policy written to a federated zone must be refused:\n{}",
+        refused.stderr
+    );
+
     // Zone -> global: a Dataplane, under its zone-hashed name.
     fed.apply("zone-1", &dataplane_yaml("web-1"));
     let dp = dataplane_on_global("web-1", "zone-1");
