@@ -180,6 +180,11 @@ pub(crate) trait SqlOps: Dialect {
         owner: Option<&ResourceKey>,
         revision: Revision,
     ) -> Result<bool>;
+    /// [`WriteTxn::insert_many`].
+    async fn insert_many(
+        conn: &mut Self::Connection,
+        rows: &[(&Resource, Revision)],
+    ) -> Result<Vec<bool>>;
     /// [`WriteTxn::update`].
     async fn update(
         conn: &mut Self::Connection,
@@ -412,6 +417,78 @@ where
         Ok(D::rows_affected(&result) == 1)
     }
 
+    async fn insert_many(
+        conn: &mut D::Connection,
+        rows: &[(&Resource, Revision)],
+    ) -> Result<Vec<bool>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Encode first: binds borrow these strings.
+        let mut values = Vec::with_capacity(rows.len());
+        for (resource, revision) in rows {
+            values.push((
+                resource.key(),
+                resource.spec.to_json_string(),
+                D::time_to_db(resource.meta.creation_time)?,
+                D::time_to_db(resource.meta.modification_time)?,
+                revision_to_db(D::BACKEND, *revision)?,
+                version_to_db(resource.meta.version),
+                &resource.meta.labels,
+            ));
+        }
+        let mut qb = QueryBuilder::<D>::new(
+            "INSERT INTO resources (name, mesh, type, version, spec, creation_time, \
+             modification_time, owner_name, owner_mesh, owner_type, labels, status, revision) ",
+        );
+        qb.push_values(
+            &values,
+            |mut row, (key, spec, created, modified, revision, version, labels)| {
+                row.push_bind(key.name.as_str())
+                    .push_bind(key.mesh.as_str())
+                    .push_bind(key.kind.name())
+                    .push_bind(*version)
+                    .push_bind(spec.as_str())
+                    .push_bind(created)
+                    .push_bind(modified)
+                    .push_bind(None::<&str>)
+                    .push_bind(None::<&str>)
+                    .push_bind(None::<&str>)
+                    .push_bind(Json(*labels))
+                    .push("'{}'")
+                    .push_bind(*revision);
+            },
+        );
+        qb.push(" ON CONFLICT DO NOTHING RETURNING name, mesh, type");
+        let returned =
+            qb.build().fetch_all(&mut *conn).await.map_err(|e| {
+                db_error(D::BACKEND, format!("creating {} resources", rows.len()), e)
+            })?;
+        let mut created = std::collections::HashSet::with_capacity(returned.len());
+        for row in &returned {
+            let name: String = row
+                .try_get("name")
+                .map_err(|e| db_error(D::BACKEND, "reading inserted keys", e))?;
+            let mesh: String = row
+                .try_get("mesh")
+                .map_err(|e| db_error(D::BACKEND, "reading inserted keys", e))?;
+            let kind: String = row
+                .try_get("type")
+                .map_err(|e| db_error(D::BACKEND, "reading inserted keys", e))?;
+            created.insert((kind, mesh, name));
+        }
+        Ok(values
+            .iter()
+            .map(|(key, ..)| {
+                created.contains(&(
+                    key.kind.name().to_string(),
+                    key.mesh.clone(),
+                    key.name.clone(),
+                ))
+            })
+            .collect())
+    }
+
     async fn update(
         conn: &mut D::Connection,
         resource: &Resource,
@@ -588,6 +665,10 @@ impl<D: SqlOps> WriteTxn for Txn<D> {
         revision: Revision,
     ) -> Result<bool> {
         D::insert(&mut self.tx, resource, owner, revision).await
+    }
+
+    async fn insert_many(&mut self, rows: &[(&Resource, Revision)]) -> Result<Vec<bool>> {
+        D::insert_many(&mut self.tx, rows).await
     }
 
     async fn update(

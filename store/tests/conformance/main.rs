@@ -44,6 +44,7 @@ macro_rules! common {
             snapshot_is_consistent,
             second_instance_sees_writes,
             reads_after_an_event_see_it,
+            bulk_creates_are_atomic_and_in_order,
         );
     };
 }
