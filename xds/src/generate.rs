@@ -1,0 +1,865 @@
+//! A sidecar's Envoy resources as a pure function of (its Dataplane, its Mesh,
+//! the mesh's Dataplanes in the zone): reference `kuma-api.md` §5.3, §5.4.
+//!
+//! * One inbound listener `inbound:{ip}:{port}` per `networking.inbound`,
+//!   forwarding to the application through the static cluster
+//!   `localhost:{servicePort}` (endpoint `serviceAddress`, default
+//!   `127.0.0.1`).
+//! * One outbound listener `outbound:{ip}:{port}` per `networking.outbound`
+//!   (ip default `127.0.0.1`), to the EDS cluster `{service}` (config source
+//!   ADS) whose load assignment lists every ready inbound of the mesh tagged
+//!   with that `kuma.io/service` (`advertisedAddress` or `address` : `port`).
+//! * `kuma.io/protocol` picks the filter: `http`, `http2`, `grpc` -> HTTP
+//!   connection manager with an inline route configuration (everything to the
+//!   cluster) and the router filter, `http2`/`grpc` clusters speak HTTP/2
+//!   upstream; `tcp`, `kafka`, absent or unknown -> tcp_proxy.
+//!
+//! TODO (later slices of issue 5, each its own module):
+//! * mTLS: `DownstreamTlsContext` on inbounds and `UpstreamTlsContext` (SNI,
+//!   ALPN `kuma`) on outbound clusters when the mesh enables a backend, with
+//!   the SDS secrets of [`crate::names::identity_cert_secret`] and
+//!   [`crate::names::mesh_ca_secret`]; PERMISSIVE mode chains.
+//! * TrafficPermission: the RBAC network filter first on each inbound.
+//! * TrafficRoute: the route per outbound (an outbound without one is
+//!   skipped in Kuma), splits into per-subset clusters, load balancers;
+//!   endpoint metadata (`envoy.lb`) and locality grouping by `kuma.io/zone`.
+//! * Transparent proxying, admin/metrics/probe/DNS listeners, timeouts,
+//!   inbound listener metadata (tags), HealthCheck, CircuitBreaker, ...
+//!
+//! The mesh is not read yet beyond checking that the proxy belongs to it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
+};
+use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, SocketAddress,
+    TrafficDirection,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
+    route_match,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config,
+};
+use envoy_types::pb::google::protobuf::{Any, Duration};
+use envoy_types::util::pack_any;
+use model::labels::tags;
+use model::mesh_pb::dataplane::Networking;
+use model::mesh_pb::dataplane::networking::inbound::State;
+use model::{Resource, ResourceType, Spec};
+
+use crate::names;
+
+/// `Any.type_url` and xDS type of listeners (LDS).
+pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+/// `Any.type_url` and xDS type of clusters (CDS).
+pub const CLUSTER_TYPE_URL: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// `Any.type_url` and xDS type of load assignments (EDS).
+pub const ENDPOINT_TYPE_URL: &str =
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// Envoy's name of the TCP proxy network filter.
+pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
+/// Envoy's name of the HTTP connection manager network filter.
+pub const HTTP_CONNECTION_MANAGER_FILTER: &str = "envoy.filters.network.http_connection_manager";
+/// Envoy's name of the router HTTP filter.
+pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
+/// Key of `Cluster.typed_extension_protocol_options` for upstream HTTP options.
+pub const HTTP_PROTOCOL_OPTIONS_KEY: &str =
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// Where an outbound listener binds when `networking.outbound[].address` is empty,
+/// and where an inbound's application is when `serviceAddress` is empty.
+pub const LOCALHOST: &str = "127.0.0.1";
+/// Connect timeout of every cluster (Kuma's default for outbounds).
+const CONNECT_TIMEOUT_SECONDS: i64 = 5;
+
+/// Why a proxy's resources could not be generated. Every variant names the
+/// offending resource and field; input is never trusted to be validated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenerateError {
+    #[error("expected a Dataplane, got a {kind} ({name})")]
+    NotADataplane { kind: ResourceType, name: String },
+    #[error("expected a Mesh, got a {kind} ({name})")]
+    NotAMesh { kind: ResourceType, name: String },
+    #[error("dataplane {name} is in mesh {dataplane_mesh:?}, not in mesh {mesh:?}")]
+    WrongMesh {
+        name: String,
+        dataplane_mesh: String,
+        mesh: String,
+    },
+    #[error("dataplane {name}: networking is not defined")]
+    NoNetworking { name: String },
+    #[error("dataplane {name}: {field}: {port} is not a valid port (1-65535)")]
+    InvalidPort {
+        name: String,
+        field: String,
+        port: u32,
+    },
+    #[error("dataplane {name}: {field}: mandatory tag \"kuma.io/service\" is missing")]
+    MissingService { name: String, field: String },
+    #[error("dataplane {name}: {field}: listener {listener} is already defined")]
+    DuplicateListener {
+        name: String,
+        field: String,
+        listener: String,
+    },
+}
+
+/// The application protocol of a service (`kuma.io/protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Http,
+    Http2,
+    Grpc,
+    Kafka,
+    /// Absent or not a protocol Kuma knows: treated as TCP.
+    Unknown,
+}
+
+impl Protocol {
+    /// The protocol a `kuma.io/protocol` tag value names.
+    pub fn from_tag(value: Option<&str>) -> Protocol {
+        match value {
+            Some("tcp") => Protocol::Tcp,
+            Some("http") => Protocol::Http,
+            Some("http2") => Protocol::Http2,
+            Some("grpc") => Protocol::Grpc,
+            Some("kafka") => Protocol::Kafka,
+            _ => Protocol::Unknown,
+        }
+    }
+
+    /// Protocols this one can also be spoken as, most specific first
+    /// (Kuma's protocol stacks: grpc is http2 is tcp, http is tcp).
+    fn stack(self) -> &'static [Protocol] {
+        match self {
+            Protocol::Grpc => &[Protocol::Grpc, Protocol::Http2, Protocol::Tcp],
+            Protocol::Http2 => &[Protocol::Http2, Protocol::Tcp],
+            Protocol::Http => &[Protocol::Http, Protocol::Tcp],
+            Protocol::Kafka => &[Protocol::Kafka, Protocol::Tcp],
+            Protocol::Tcp => &[Protocol::Tcp],
+            Protocol::Unknown => &[],
+        }
+    }
+
+    /// The most specific protocol both can speak (Kuma's `GetCommonProtocol`):
+    /// `grpc` + `http2` -> `http2`, `http` + `http2` -> `tcp`, anything with
+    /// an unknown protocol -> unknown.
+    pub fn common(self, other: Protocol) -> Protocol {
+        if self == other {
+            return self;
+        }
+        self.stack()
+            .iter()
+            .find(|p| other.stack().contains(p))
+            .copied()
+            .unwrap_or(Protocol::Unknown)
+    }
+
+    /// Whether listeners for it use the HTTP connection manager.
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc)
+    }
+
+    /// Whether its clusters speak HTTP/2 upstream.
+    pub fn is_http2(self) -> bool {
+        matches!(self, Protocol::Http2 | Protocol::Grpc)
+    }
+}
+
+/// A resource packed for the wire, with the name xDS knows it by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedResource {
+    pub name: String,
+    pub resource: Any,
+}
+
+/// Everything generated for one proxy, each list sorted by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvoyResources {
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+    /// The EDS resources of the EDS clusters (static clusters carry theirs inline).
+    pub load_assignments: Vec<ClusterLoadAssignment>,
+}
+
+impl EnvoyResources {
+    /// The resources packed in `Any`, grouped by xDS type URL (every type
+    /// present, possibly empty, so that a SotW response can say "none").
+    pub fn by_type_url(&self) -> BTreeMap<&'static str, Vec<NamedResource>> {
+        let listeners = self.listeners.iter().map(|l| NamedResource {
+            name: l.name.clone(),
+            resource: pack_any(l.clone()),
+        });
+        let clusters = self.clusters.iter().map(|c| NamedResource {
+            name: c.name.clone(),
+            resource: pack_any(c.clone()),
+        });
+        let load_assignments = self.load_assignments.iter().map(|a| NamedResource {
+            name: a.cluster_name.clone(),
+            resource: pack_any(a.clone()),
+        });
+        BTreeMap::from([
+            (LISTENER_TYPE_URL, listeners.collect()),
+            (CLUSTER_TYPE_URL, clusters.collect()),
+            (ENDPOINT_TYPE_URL, load_assignments.collect()),
+        ])
+    }
+}
+
+/// The Envoy resources of the sidecar `proxy` (a Dataplane of `mesh`), given
+/// every Dataplane of the mesh in the zone (`dataplanes`; those of other
+/// meshes are ignored, `proxy` may or may not be among them).
+pub fn generate(
+    proxy: &Resource,
+    mesh: &Resource,
+    dataplanes: &[Resource],
+) -> Result<EnvoyResources, GenerateError> {
+    let Spec::Mesh(_) = &mesh.spec else {
+        return Err(GenerateError::NotAMesh {
+            kind: mesh.kind(),
+            name: mesh.meta.name.clone(),
+        });
+    };
+    let networking = dataplane_networking(proxy)?.ok_or_else(|| GenerateError::NoNetworking {
+        name: proxy.meta.name.clone(),
+    })?;
+    if proxy.meta.mesh != mesh.meta.name {
+        return Err(GenerateError::WrongMesh {
+            name: proxy.meta.name.clone(),
+            dataplane_mesh: proxy.meta.mesh.clone(),
+            mesh: mesh.meta.name.clone(),
+        });
+    }
+    let endpoints = EndpointIndex::build(&mesh.meta.name, dataplanes)?;
+    let name = &proxy.meta.name;
+
+    let mut listeners = BTreeMap::new();
+    let mut clusters = BTreeMap::new();
+    let mut load_assignments = BTreeMap::new();
+
+    for (index, inbound) in networking.inbound.iter().enumerate() {
+        let field = format!("networking.inbound[{index}]");
+        if inbound.state == State::Ignored as i32 {
+            continue;
+        }
+        // Kuma skips an inbound without a service (it has nothing to serve).
+        let Some(service) = inbound.tags.get(tags::SERVICE) else {
+            continue;
+        };
+        let port = valid_port(name, &format!("{field}.port"), inbound.port)?;
+        let service_port = match inbound.service_port {
+            0 => port,
+            p => valid_port(name, &format!("{field}.servicePort"), p)?,
+        };
+        let ip = non_empty_or(&inbound.address, &networking.address);
+        let app_ip = non_empty_or(&inbound.service_address, LOCALHOST);
+        let protocol = Protocol::from_tag(inbound.tags.get(tags::PROTOCOL).map(String::as_str));
+        let cluster_name = names::local_cluster(service_port);
+
+        clusters
+            .entry(cluster_name.clone())
+            .or_insert_with(|| local_cluster(&cluster_name, app_ip, service_port, protocol));
+        let listener_name = names::inbound_listener(ip, port);
+        let filter = if protocol.is_http() {
+            http_connection_manager(
+                &names::stat_prefix(&cluster_name),
+                &names::inbound_route_config(service),
+                service,
+                &cluster_name,
+            )
+        } else {
+            tcp_proxy(&names::stat_prefix(&cluster_name), &cluster_name)
+        };
+        let listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
+        insert_listener(&mut listeners, listener, name, &field)?;
+    }
+
+    for (index, outbound) in networking.outbound.iter().enumerate() {
+        let field = format!("networking.outbound[{index}]");
+        let service =
+            outbound
+                .tags
+                .get(tags::SERVICE)
+                .ok_or_else(|| GenerateError::MissingService {
+                    name: name.clone(),
+                    field: field.clone(),
+                })?;
+        let port = valid_port(name, &format!("{field}.port"), outbound.port)?;
+        let ip = non_empty_or(&outbound.address, LOCALHOST);
+        let instances = endpoints.of(service);
+        let protocol = common_protocol(instances);
+        let cluster_name = names::outbound_cluster(service);
+
+        clusters
+            .entry(cluster_name.clone())
+            .or_insert_with(|| eds_cluster(&cluster_name, protocol));
+        load_assignments
+            .entry(cluster_name.clone())
+            .or_insert_with(|| load_assignment(&cluster_name, instances));
+        let listener_name = names::outbound_listener(ip, port);
+        let filter = if protocol.is_http() {
+            http_connection_manager(
+                &names::stat_prefix(service),
+                &names::outbound_route_config(service),
+                service,
+                &cluster_name,
+            )
+        } else {
+            tcp_proxy(&names::stat_prefix(service), &cluster_name)
+        };
+        let listener = listener(&listener_name, ip, port, TrafficDirection::Outbound, filter);
+        insert_listener(&mut listeners, listener, name, &field)?;
+    }
+
+    Ok(EnvoyResources {
+        listeners: listeners.into_values().collect(),
+        clusters: clusters.into_values().collect(),
+        load_assignments: load_assignments.into_values().collect(),
+    })
+}
+
+/// The networking of a Dataplane resource (None when it has none).
+fn dataplane_networking(resource: &Resource) -> Result<Option<&Networking>, GenerateError> {
+    match &resource.spec {
+        Spec::Dataplane(dp) => Ok(dp.networking.as_ref()),
+        _ => Err(GenerateError::NotADataplane {
+            kind: resource.kind(),
+            name: resource.meta.name.clone(),
+        }),
+    }
+}
+
+fn valid_port(name: &str, field: &str, port: u32) -> Result<u32, GenerateError> {
+    if (1..=65535).contains(&port) {
+        Ok(port)
+    } else {
+        Err(GenerateError::InvalidPort {
+            name: name.to_string(),
+            field: field.to_string(),
+            port,
+        })
+    }
+}
+
+fn non_empty_or<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() { default } else { value }
+}
+
+fn insert_listener(
+    listeners: &mut BTreeMap<String, Listener>,
+    listener: Listener,
+    name: &str,
+    field: &str,
+) -> Result<(), GenerateError> {
+    if listeners.contains_key(&listener.name) {
+        return Err(GenerateError::DuplicateListener {
+            name: name.to_string(),
+            field: field.to_string(),
+            listener: listener.name,
+        });
+    }
+    listeners.insert(listener.name.clone(), listener);
+    Ok(())
+}
+
+/// One instance of a service: a ready inbound of some dataplane.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Instance {
+    dataplane: String,
+    address: String,
+    port: u32,
+    protocol: Option<String>,
+}
+
+/// Instances of every service of the mesh, each list in a stable order.
+struct EndpointIndex {
+    by_service: BTreeMap<String, Vec<Instance>>,
+}
+
+impl EndpointIndex {
+    fn build(mesh: &str, dataplanes: &[Resource]) -> Result<EndpointIndex, GenerateError> {
+        let mut by_service: BTreeMap<String, BTreeSet<Instance>> = BTreeMap::new();
+        for dataplane in dataplanes {
+            let Some(networking) = dataplane_networking(dataplane)? else {
+                continue;
+            };
+            if dataplane.meta.mesh != mesh {
+                continue;
+            }
+            let address = non_empty_or(&networking.advertised_address, &networking.address);
+            if address.is_empty() {
+                continue;
+            }
+            for inbound in &networking.inbound {
+                let not_ready = inbound.state != State::Ready as i32
+                    || inbound.health.as_ref().is_some_and(|h| !h.ready);
+                let Some(service) = inbound.tags.get(tags::SERVICE) else {
+                    continue;
+                };
+                // A bad port on another dataplane must not break this proxy.
+                if not_ready || !(1..=65535).contains(&inbound.port) {
+                    continue;
+                }
+                by_service
+                    .entry(service.clone())
+                    .or_default()
+                    .insert(Instance {
+                        dataplane: dataplane.meta.name.clone(),
+                        address: address.to_string(),
+                        port: inbound.port,
+                        protocol: inbound.tags.get(tags::PROTOCOL).cloned(),
+                    });
+            }
+        }
+        let by_service = by_service
+            .into_iter()
+            .map(|(service, instances)| (service, instances.into_iter().collect()))
+            .collect();
+        Ok(EndpointIndex { by_service })
+    }
+
+    fn of(&self, service: &str) -> &[Instance] {
+        self.by_service.get(service).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The protocol every instance can speak; no instance -> unknown (TCP).
+fn common_protocol(instances: &[Instance]) -> Protocol {
+    let mut protocols = instances
+        .iter()
+        .map(|i| Protocol::from_tag(i.protocol.as_deref()));
+    match protocols.next() {
+        Some(first) => protocols.fold(first, Protocol::common),
+        None => Protocol::Unknown,
+    }
+}
+
+fn socket_address(ip: &str, port: u32) -> Address {
+    Address {
+        address: Some(AddressKind::SocketAddress(SocketAddress {
+            address: ip.to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(port)),
+            ..Default::default()
+        })),
+    }
+}
+
+fn listener(
+    name: &str,
+    ip: &str,
+    port: u32,
+    direction: TrafficDirection,
+    filter: Filter,
+) -> Listener {
+    Listener {
+        name: name.to_string(),
+        address: Some(socket_address(ip, port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![filter],
+            ..Default::default()
+        }],
+        traffic_direction: direction as i32,
+        ..Default::default()
+    }
+}
+
+fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Filter {
+    let config = TcpProxy {
+        stat_prefix: stat_prefix.to_string(),
+        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        ..Default::default()
+    };
+    Filter {
+        name: TCP_PROXY_FILTER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(config))),
+    }
+}
+
+fn http_connection_manager(
+    stat_prefix: &str,
+    route_config: &str,
+    service: &str,
+    cluster: &str,
+) -> Filter {
+    let route = Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let route_config = RouteConfiguration {
+        name: route_config.to_string(),
+        virtual_hosts: vec![VirtualHost {
+            name: names::virtual_host(service),
+            domains: vec!["*".to_string()],
+            routes: vec![route],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let config = HttpConnectionManager {
+        stat_prefix: stat_prefix.to_string(),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
+            route_config,
+        )),
+        http_filters: vec![HttpFilter {
+            name: ROUTER_FILTER.to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Filter {
+        name: HTTP_CONNECTION_MANAGER_FILTER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(config))),
+    }
+}
+
+fn base_cluster(name: &str, discovery: DiscoveryType, protocol: Protocol) -> Cluster {
+    let mut cluster = Cluster {
+        name: name.to_string(),
+        connect_timeout: Some(Duration {
+            seconds: CONNECT_TIMEOUT_SECONDS,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
+        ..Default::default()
+    };
+    if protocol.is_http2() {
+        let options = HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(
+                        explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                            Http2ProtocolOptions::default(),
+                        ),
+                    ),
+                },
+            )),
+            ..Default::default()
+        };
+        cluster
+            .typed_extension_protocol_options
+            .insert(HTTP_PROTOCOL_OPTIONS_KEY.to_string(), pack_any(options));
+    }
+    cluster
+}
+
+/// `localhost:{port}`: STATIC, one endpoint, the application.
+fn local_cluster(name: &str, ip: &str, port: u32, protocol: Protocol) -> Cluster {
+    let mut cluster = base_cluster(name, DiscoveryType::Static, protocol);
+    cluster.load_assignment = Some(ClusterLoadAssignment {
+        cluster_name: name.to_string(),
+        endpoints: vec![locality_endpoints([(ip, port)])],
+        ..Default::default()
+    });
+    cluster
+}
+
+/// `{service}`: EDS over ADS.
+fn eds_cluster(name: &str, protocol: Protocol) -> Cluster {
+    let mut cluster = base_cluster(name, DiscoveryType::Eds, protocol);
+    cluster.eds_cluster_config = Some(EdsClusterConfig {
+        eds_config: Some(ConfigSource {
+            resource_api_version: ApiVersion::V3 as i32,
+            config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+            ..Default::default()
+        }),
+        service_name: String::new(),
+    });
+    cluster
+}
+
+/// The EDS resource of an outbound cluster; no instance -> no endpoints.
+fn load_assignment(name: &str, instances: &[Instance]) -> ClusterLoadAssignment {
+    let endpoints = if instances.is_empty() {
+        Vec::new()
+    } else {
+        vec![locality_endpoints(
+            instances.iter().map(|i| (i.address.as_str(), i.port)),
+        )]
+    };
+    ClusterLoadAssignment {
+        cluster_name: name.to_string(),
+        endpoints,
+        ..Default::default()
+    }
+}
+
+fn locality_endpoints<'a>(
+    addresses: impl IntoIterator<Item = (&'a str, u32)>,
+) -> LocalityLbEndpoints {
+    LocalityLbEndpoints {
+        lb_endpoints: addresses
+            .into_iter()
+            .map(|(ip, port)| LbEndpoint {
+                host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                    address: Some(socket_address(ip, port)),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use model::mesh_pb::dataplane::networking::{Inbound, Outbound, inbound};
+    use model::mesh_pb::{Dataplane, Mesh};
+    use prost::Name;
+
+    use super::*;
+
+    fn mesh() -> Resource {
+        Resource::new("", "default", Spec::Mesh(Mesh::default()))
+    }
+
+    fn inbound(port: u32, service: &str, protocol: Option<&str>) -> Inbound {
+        let mut tags = std::collections::HashMap::from([(tags::SERVICE.into(), service.into())]);
+        if let Some(p) = protocol {
+            tags.insert(tags::PROTOCOL.into(), p.into());
+        }
+        Inbound {
+            port,
+            tags,
+            ..Default::default()
+        }
+    }
+
+    fn outbound(port: u32, service: &str) -> Outbound {
+        Outbound {
+            port,
+            tags: [(tags::SERVICE.into(), service.into())].into(),
+            ..Default::default()
+        }
+    }
+
+    fn dataplane(
+        name: &str,
+        address: &str,
+        inbound: Vec<Inbound>,
+        outbound: Vec<Outbound>,
+    ) -> Resource {
+        let networking = Networking {
+            address: address.into(),
+            inbound,
+            outbound,
+            ..Default::default()
+        };
+        Resource::new(
+            "default",
+            name,
+            Spec::Dataplane(Dataplane {
+                networking: Some(networking),
+                ..Default::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn type_urls_are_the_messages_own() {
+        assert_eq!(LISTENER_TYPE_URL, Listener::type_url());
+        assert_eq!(CLUSTER_TYPE_URL, Cluster::type_url());
+        assert_eq!(ENDPOINT_TYPE_URL, ClusterLoadAssignment::type_url());
+    }
+
+    #[test]
+    fn common_protocol_follows_kumas_stacks() {
+        use Protocol::*;
+        assert_eq!(Grpc.common(Grpc), Grpc);
+        assert_eq!(Grpc.common(Http2), Http2);
+        assert_eq!(Http2.common(Grpc), Http2);
+        assert_eq!(Http.common(Http2), Tcp);
+        assert_eq!(Http.common(Tcp), Tcp);
+        assert_eq!(Http.common(Unknown), Unknown);
+        assert_eq!(Protocol::from_tag(Some("HTTP")), Unknown);
+        assert_eq!(Protocol::from_tag(None), Unknown);
+        assert!(!Unknown.is_http() && !Kafka.is_http() && Grpc.is_http2() && !Http.is_http2());
+    }
+
+    #[test]
+    fn mixed_protocols_make_a_tcp_outbound() {
+        let proxy = dataplane(
+            "web-1",
+            "10.0.0.1",
+            vec![],
+            vec![outbound(10001, "backend")],
+        );
+        let a = dataplane(
+            "backend-1",
+            "10.0.0.2",
+            vec![inbound(80, "backend", Some("http"))],
+            vec![],
+        );
+        let b = dataplane(
+            "backend-2",
+            "10.0.0.3",
+            vec![inbound(80, "backend", Some("http2"))],
+            vec![],
+        );
+        let out = generate(&proxy, &mesh(), &[proxy.clone(), a, b]).unwrap();
+        let Some(filter::ConfigType::TypedConfig(any)) =
+            &out.listeners[0].filter_chains[0].filters[0].config_type
+        else {
+            panic!("no typed config");
+        };
+        assert_eq!(any.type_url, TcpProxy::type_url());
+        assert!(out.clusters[0].typed_extension_protocol_options.is_empty());
+    }
+
+    #[test]
+    fn unready_instances_and_other_meshes_are_not_endpoints() {
+        let proxy = dataplane(
+            "web-1",
+            "10.0.0.1",
+            vec![],
+            vec![outbound(10001, "backend")],
+        );
+        let mut sick = inbound(80, "backend", None);
+        sick.health = Some(inbound::Health { ready: false });
+        let mut ignored = inbound(81, "backend", None);
+        ignored.state = State::Ignored as i32;
+        let unready = dataplane("backend-1", "10.0.0.2", vec![sick, ignored], vec![]);
+        let mut elsewhere = dataplane(
+            "backend-2",
+            "10.0.0.3",
+            vec![inbound(80, "backend", None)],
+            vec![],
+        );
+        elsewhere.meta.mesh = "other".into();
+        let ok = dataplane(
+            "backend-3",
+            "10.0.0.4",
+            vec![inbound(0, "backend", None), inbound(82, "backend", None)],
+            vec![],
+        );
+        let out = generate(&proxy, &mesh(), &[unready, elsewhere, ok]).unwrap();
+        let endpoints = &out.load_assignments[0].endpoints[0].lb_endpoints;
+        assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+    }
+
+    #[test]
+    fn shared_clusters_are_generated_once() {
+        let proxy = dataplane(
+            "web-1",
+            "10.0.0.1",
+            vec![inbound(80, "web", None)],
+            vec![outbound(10001, "backend"), outbound(10002, "backend")],
+        );
+        let out = generate(&proxy, &mesh(), &[]).unwrap();
+        assert_eq!(out.listeners.len(), 3);
+        let clusters: Vec<_> = out.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(clusters, ["backend", "localhost:80"]);
+        assert_eq!(out.load_assignments.len(), 1);
+        let by_type = out.by_type_url();
+        assert_eq!(by_type[LISTENER_TYPE_URL].len(), 3);
+        assert_eq!(by_type[ENDPOINT_TYPE_URL][0].name, "backend");
+        assert_eq!(
+            by_type[CLUSTER_TYPE_URL][0].resource.type_url,
+            CLUSTER_TYPE_URL
+        );
+    }
+
+    #[test]
+    fn an_inbound_without_service_is_skipped() {
+        let mut anonymous = inbound(80, "web", None);
+        anonymous.tags.clear();
+        let proxy = dataplane("web-1", "10.0.0.1", vec![anonymous], vec![]);
+        assert_eq!(
+            generate(&proxy, &mesh(), &[]).unwrap(),
+            EnvoyResources::default()
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_field() {
+        let mesh = mesh();
+        let not_dp = mesh.clone();
+        assert!(matches!(
+            generate(&not_dp, &mesh, &[]),
+            Err(GenerateError::NotADataplane { .. })
+        ));
+
+        let proxy = dataplane("web-1", "10.0.0.1", vec![], vec![]);
+        assert!(matches!(
+            generate(&proxy, &proxy, &[]),
+            Err(GenerateError::NotAMesh { .. })
+        ));
+
+        let empty = Resource::new("default", "web-1", Spec::Dataplane(Dataplane::default()));
+        assert_eq!(
+            generate(&empty, &mesh, &[]).unwrap_err().to_string(),
+            "dataplane web-1: networking is not defined"
+        );
+
+        let mut other = proxy.clone();
+        other.meta.mesh = "other".into();
+        assert!(matches!(
+            generate(&other, &mesh, &[]),
+            Err(GenerateError::WrongMesh { .. })
+        ));
+
+        let mut nameless = outbound(10001, "backend");
+        nameless.tags.clear();
+        let proxy = dataplane("web-1", "10.0.0.1", vec![], vec![nameless]);
+        assert_eq!(
+            generate(&proxy, &mesh, &[]).unwrap_err().to_string(),
+            "dataplane web-1: networking.outbound[0]: mandatory tag \"kuma.io/service\" is missing"
+        );
+
+        let proxy = dataplane(
+            "web-1",
+            "10.0.0.1",
+            vec![inbound(70000, "web", None)],
+            vec![],
+        );
+        assert_eq!(
+            generate(&proxy, &mesh, &[]).unwrap_err().to_string(),
+            "dataplane web-1: networking.inbound[0].port: 70000 is not a valid port (1-65535)"
+        );
+
+        let proxy = dataplane(
+            "web-1",
+            "10.0.0.1",
+            vec![],
+            vec![outbound(1, "a"), outbound(1, "b")],
+        );
+        assert_eq!(
+            generate(&proxy, &mesh, &[]).unwrap_err().to_string(),
+            "dataplane web-1: networking.outbound[1]: listener outbound:127.0.0.1:1 is already defined"
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! The cases shared by the golden and the Envoy tests: `testdata/{case}.input.yaml`
+//! holds a Mesh and Dataplanes in kumactl YAML; the first Dataplane is the proxy.
+
+use std::path::PathBuf;
+
+use model::{Resource, ResourceType};
+use xds::EnvoyResources;
+
+pub fn testdata(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(file)
+}
+
+/// The resources generated for the proxy of `case`.
+pub fn generate_case(case: &str) -> EnvoyResources {
+    let path = testdata(&format!("{case}.input.yaml"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let resources = model::format::parse_documents(&text)
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    let mesh = find(&resources, ResourceType::Mesh, case);
+    let proxy = find(&resources, ResourceType::Dataplane, case);
+    let dataplanes: Vec<Resource> = resources
+        .iter()
+        .filter(|r| r.kind() == ResourceType::Dataplane)
+        .cloned()
+        .collect();
+    xds::generate(proxy, mesh, &dataplanes).unwrap_or_else(|e| panic!("{case}: {e}"))
+}
+
+fn find<'a>(resources: &'a [Resource], kind: ResourceType, case: &str) -> &'a Resource {
+    resources
+        .iter()
+        .find(|r| r.kind() == kind)
+        .unwrap_or_else(|| panic!("{case}: no {kind} in the input"))
+}
