@@ -20,6 +20,8 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
     "envoy/extensions/filters/http/router/v3/router.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    "envoy/config/bootstrap/v3/bootstrap.proto",
+    "envoy/extensions/transport_sockets/tls/v3/tls.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

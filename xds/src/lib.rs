@@ -1,5 +1,5 @@
-//! Envoy configuration for Kuma sidecars: the pure half of the zone's xDS
-//! room (reference: `kuma-api.md` §5).
+//! Envoy configuration for Kuma sidecars (reference: `kuma-api.md` §5): its
+//! pure generation, the Envoy bootstrap, and the ADS server that serves it.
 //!
 //! * [`names`]: Kuma's names for listeners, clusters, routes and secrets, so
 //!   that our sidecars interoperate with Kuma's.
@@ -9,13 +9,18 @@
 //! * [`render`]: proto3 JSON/YAML of those messages (golden tests, Envoy
 //!   bootstraps, inspect output), through an embedded descriptor set of the
 //!   Envoy protos.
+//! * [`bootstrap`]: the Envoy bootstrap for a dataplane (node id, the HTTP/2
+//!   ADS cluster, admin).
+//! * [`ads`]: the ADS server (state of the world): a snapshot cache per node,
+//!   a per-stream state machine (nonces, ACK/NACK), stream events.
 //!
-//! This crate must stay free of I/O in these modules: no files, no network,
-//! no clock, no store access. Generation is a pure function of its inputs,
-//! so that the same inputs always give the same resources (and the same
-//! content-hash versions later). The ADS server (planned) will live here too,
-//! in its own module, and is the only place allowed to do I/O.
+//! Everything but [`ads`] must stay free of I/O: no files, no network, no
+//! clock, no store access. Generation is a pure function of its inputs, so
+//! that the same inputs always give the same resources and the same
+//! content-hash versions. [`ads`] is the only module that does I/O.
 
+pub mod ads;
+pub mod bootstrap;
 pub mod generate;
 pub mod names;
 pub mod render;
