@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiMetrics, ApiSettings, ApiState, ServerInfo};
+use crate::bootstrap::{self, BootstrapSettings, BootstrapState};
 use crate::config::{Config, Mode};
 use crate::diagnostics::{self, Readiness};
 use crate::store_metrics::MeteredStore;
@@ -183,6 +184,11 @@ pub async fn run(
         }
         CpMode::Standalone => {}
     }
+    if matches!(mode, CpMode::Standalone | CpMode::FederatedZone) {
+        readiness.register("xds-server");
+        start_dataplane_servers(&config, store.clone(), &mut servers, &stop_rx).await?;
+        readiness.set_ready("xds-server", true);
+    }
     servers.spawn(prune_changes(store.clone(), stopped(stop_rx.clone())));
     let registry = Arc::new(Mutex::new(registry));
     let diag = diagnostics::router(readiness.clone(), registry);
@@ -254,6 +260,81 @@ pub async fn run(
     drop(store);
     info!("stopped");
     result
+}
+
+/// Starts what serves Envoy in a zone: the xDS feed (store → snapshot cache), the ADS server
+/// on `xdsServer.grpcPort` and `POST /bootstrap` on `bootstrapServer.port`, both on the API
+/// interface. Each stops when `stop` turns true.
+async fn start_dataplane_servers(
+    config: &Config,
+    store: Arc<dyn ResourceStore>,
+    servers: &mut JoinSet<Result<(), RunError>>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let interface = config.api_server.http.interface;
+    let xds_addr = SocketAddr::new(interface, config.xds_server.grpc_port);
+    let bootstrap_addr = SocketAddr::new(interface, config.bootstrap_server.port);
+    let xds_listener = TcpListener::bind(xds_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            what: "xDS",
+            addr: xds_addr,
+            source,
+        })?;
+    let bootstrap_listener =
+        TcpListener::bind(bootstrap_addr)
+            .await
+            .map_err(|source| RunError::Listen {
+                what: "bootstrap",
+                addr: bootstrap_addr,
+                source,
+            })?;
+
+    let cache = xds::ads::SnapshotCache::new();
+    let feed = xds::feed::run(store.clone(), cache.clone(), stopped(stop.clone()));
+    servers.spawn(async move {
+        feed.await;
+        Ok(())
+    });
+
+    // Plaintext for now: proxies dial the xDS server on 127.0.0.1 without TLS.
+    warn!(xds = %xds_addr, "the xDS server is served without TLS (TLS on the dataplane server comes later)");
+    let ads = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(xds::ads::AdsServer::new(cache).into_service());
+    let xds_stop = stopped(stop.clone());
+    servers.spawn(async move {
+        kds::transport::serve(ads, xds_listener, None, xds_stop)
+            .await
+            .map_err(|e| RunError::Serve {
+                what: "xDS",
+                source: std::io::Error::other(e.to_string()),
+            })
+    });
+
+    let settings = BootstrapSettings {
+        xds_host: "127.0.0.1".to_owned(),
+        xds_port: xds_addr.port(),
+        tls: false,
+        ca_pem: None,
+        require_token: true,
+    };
+    let app = bootstrap::router().with_state(BootstrapState::new(store, settings));
+    let bootstrap_stop = stopped(stop.clone());
+    servers.spawn(async move {
+        axum::serve(bootstrap_listener, app.into_make_service())
+            .with_graceful_shutdown(bootstrap_stop)
+            .await
+            .map_err(|source| RunError::Serve {
+                what: "bootstrap",
+                source,
+            })
+    });
+    info!(xds = %xds_addr, bootstrap = %bootstrap_addr, "dataplane servers ready");
+    Ok(())
 }
 
 /// Change-feed rows kept: the feed serves live followers (KDS mirrors, caches), which resync

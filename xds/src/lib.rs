@@ -13,14 +13,17 @@
 //!   ADS cluster, admin).
 //! * [`ads`]: the ADS server (state of the world): a snapshot cache per node,
 //!   a per-stream state machine (nonces, ACK/NACK), stream events.
+//! * [`feed`]: the task that fills the [`ads::SnapshotCache`] from the store
+//!   and keeps it current by following the change feed.
 //!
-//! Everything but [`ads`] must stay free of I/O: no files, no network, no
+//! Everything but [`ads`] and [`feed`] must stay free of I/O: no files, no network, no
 //! clock, no store access. Generation is a pure function of its inputs, so
 //! that the same inputs always give the same resources and the same
-//! content-hash versions. [`ads`] is the only module that does I/O.
+//! content-hash versions. [`ads`] and [`feed`] are the only modules that do I/O.
 
 pub mod ads;
 pub mod bootstrap;
+pub mod feed;
 pub mod generate;
 pub mod names;
 pub mod render;

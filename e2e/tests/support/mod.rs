@@ -379,6 +379,43 @@ impl Federation {
         federation
     }
 
+    /// Only a standalone zone control plane `name` (no global), with `env` added to its
+    /// environment (later entries win, e.g. to choose the xDS and bootstrap ports).
+    pub async fn start_standalone(name: &str, env: Vec<(String, String)>) -> Federation {
+        let dir = tempfile::Builder::new()
+            .prefix("kuma-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let mut federation = Federation {
+            kumactl: binary("kumactl", "ctl"),
+            dir,
+            kds_port: 0,
+            procs: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("HTTP client"),
+            applies: std::cell::Cell::new(0),
+        };
+        let options = ZoneOptions {
+            token: Token::None,
+            federated: false,
+        };
+        let mut zone_env = federation.zone_env(name, &options);
+        zone_env.extend(env);
+        let proc = Proc::new(
+            name,
+            binary("kuma-zone", "zone"),
+            federation.dir.path().join(name),
+            zone_env,
+        );
+        federation.procs.insert(name.to_string(), proc);
+        federation.proc_mut(name).start().await;
+        federation.configure_kumactl(name);
+        federation
+    }
+
     pub async fn add_zones(&mut self, zones: &[&str]) {
         for zone in zones {
             self.add_zone(zone, ZoneOptions::default()).await;
@@ -406,6 +443,9 @@ impl Federation {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         env.push(("KUMA_MULTIZONE_ZONE_NAME".into(), name.to_string()));
+        // A zone serves xDS and bootstraps: free ports, so that several zones share the host.
+        env.push(("KUMA_XDS_SERVER_GRPC_PORT".into(), free_port().to_string()));
+        env.push(("KUMA_BOOTSTRAP_SERVER_PORT".into(), free_port().to_string()));
         if !options.federated {
             return env;
         }

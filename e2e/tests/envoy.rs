@@ -1,0 +1,220 @@
+//! A standalone `kuma-zone` serving a real Envoy: a Dataplane applied with `kumactl`, its
+//! token from `kumactl generate dataplane-token`, the Envoy bootstrap from `POST /bootstrap`,
+//! and a request through Envoy's inbound listener reaching a test HTTP server.
+//!
+//! Needs `ENVOY_BINARY` (exported by `cargo xtask test`; `cargo xtask envoy` prints a path).
+//! Without it the test fails: it never skips silently. Build the binaries first:
+//! `cargo build -p zone -p ctl`.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{Federation, eventually, free_port};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const ZONE: &str = "zone-1";
+const BODY: &str = "hello from the envoy e2e test server";
+
+fn envoy_binary() -> String {
+    std::env::var("ENVOY_BINARY").unwrap_or_else(|_| {
+        panic!(
+            "ENVOY_BINARY is not set: run `cargo xtask test`, or `export ENVOY_BINARY=$(cargo xtask envoy | tail -1)`"
+        )
+    })
+}
+
+/// An HTTP/1.1 server answering every request with 200 and [`BODY`]; returns its port.
+async fn http_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the test HTTP server");
+    let port = listener.local_addr().expect("local address").port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut read = Vec::new();
+                // Read the request head (no body expected on GET).
+                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+                    BODY.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// Envoy, killed on drop.
+struct Envoy {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Envoy {
+    fn start(config: &Path, base_id: u32, log: std::path::PathBuf) -> Envoy {
+        let binary = envoy_binary();
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(config)
+            .args(["--base-id", &base_id.to_string()])
+            .args(["--log-level", "info", "--log-path"])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting Envoy ({binary}): {e}"));
+        Envoy { child, log }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- Envoy log (tail)\n{}", self.log_tail());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post_bootstrap(port: u16, body: serde_json::Value) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/bootstrap"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /bootstrap");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_envoy_serves_a_dataplane_of_a_standalone_zone() {
+    // Fail before starting anything when Envoy is missing.
+    let _ = envoy_binary();
+    let xds_port = free_port();
+    let bootstrap_port = free_port();
+    let zone = Federation::start_standalone(
+        ZONE,
+        vec![
+            ("KUMA_XDS_SERVER_GRPC_PORT".into(), xds_port.to_string()),
+            (
+                "KUMA_BOOTSTRAP_SERVER_PORT".into(),
+                bootstrap_port.to_string(),
+            ),
+        ],
+    )
+    .await;
+
+    let app_port = http_server().await;
+    let inbound_port = free_port();
+    zone.apply(
+        ZONE,
+        &format!(
+            "type: Dataplane
+mesh: default
+name: web-1
+networking:
+  address: 127.0.0.1
+  inbound:
+    - port: {inbound_port}
+      servicePort: {app_port}
+      tags:
+        kuma.io/service: web
+        kuma.io/protocol: http
+"
+        ),
+    );
+    let token = zone
+        .kumactl(
+            ZONE,
+            &[
+                "generate",
+                "dataplane-token",
+                "--name",
+                "web-1",
+                "--mesh",
+                "default",
+                "--valid-for",
+                "1h",
+            ],
+        )
+        .ok()
+        .trim()
+        .to_string();
+
+    // A wrong token is refused.
+    let (status, body) = post_bootstrap(
+        bootstrap_port,
+        serde_json::json!({"mesh": "default", "name": "web-1", "dataplaneToken": "not-a-token"}),
+    )
+    .await;
+    assert!(
+        status == 401 || status == 403,
+        "a wrong token got {status}: {body}"
+    );
+
+    let admin_port = free_port();
+    let (status, bootstrap) = post_bootstrap(
+        bootstrap_port,
+        serde_json::json!({
+            "mesh": "default",
+            "name": "web-1",
+            "dataplaneToken": token,
+            "adminPort": admin_port,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "POST /bootstrap: {bootstrap}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("envoy.json");
+    std::fs::write(&config, &bootstrap).expect("write the bootstrap");
+    let envoy = Envoy::start(
+        &config,
+        u32::from(admin_port) + 200_000,
+        dir.path().join("envoy.log"),
+    );
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .expect("HTTP client");
+    let url = format!("http://127.0.0.1:{inbound_port}/");
+    eventually(
+        Duration::from_secs(60),
+        "a 200 from the test server through Envoy's inbound listener",
+        async || {
+            let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let text = response.text().await.map_err(|e| e.to_string())?;
+            if status == 200 && text == BODY {
+                Ok(())
+            } else {
+                Err(format!("{status}: {text}"))
+            }
+        },
+    )
+    .await;
+    drop(envoy);
+}
