@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub mod cli;
 pub mod config;
 pub mod defaults;
 pub mod diagnostics;
