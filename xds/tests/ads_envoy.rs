@@ -8,6 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod envoy_cli;
+
+use envoy_cli::*;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,14 +24,6 @@ use xds::ads::{AdsServer, SnapshotCache};
 const NODE: &str = "default.web-1";
 const BODY: &str = "hello from the ads_envoy test server";
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn envoy_binary() -> String {
-    std::env::var("ENVOY_BINARY").unwrap_or_else(|_| {
-        panic!(
-            "ENVOY_BINARY is not set: run `cargo xtask test`, or `export ENVOY_BINARY=$(cargo xtask envoy | tail -1)`"
-        )
-    })
-}
 
 /// Envoy, killed when dropped.
 struct Envoy(Child);

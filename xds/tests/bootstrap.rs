@@ -7,8 +7,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod envoy_cli;
+
+use envoy_cli::*;
+
 use std::path::PathBuf;
-use std::process::Command;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use model::mesh_pb::Dataplane;
@@ -136,45 +139,6 @@ fn without_a_token_there_is_no_authorization_metadata() {
     let json = to_json(&bootstrap(&params).unwrap()).unwrap();
     let service = &json["dynamicResources"]["adsConfig"]["grpcServices"][0];
     assert!(service.get("initialMetadata").is_none(), "{service}");
-}
-
-fn envoy_binary() -> String {
-    std::env::var("ENVOY_BINARY").unwrap_or_else(|_| {
-        panic!(
-            "ENVOY_BINARY is not set: run `cargo xtask test`, or `export ENVOY_BINARY=$(cargo xtask envoy | tail -1)`"
-        )
-    })
-}
-
-/// `envoy --mode validate -c FILE`: Ok, or Err with all Envoy said.
-fn envoy_validate(name: &str, bootstrap: &serde_json::Value) -> Result<(), String> {
-    let envoy = envoy_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(format!("{name}.json"));
-    let text = serde_json::to_string_pretty(bootstrap).unwrap();
-    std::fs::write(&path, &text).unwrap();
-    let output = Command::new(&envoy)
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "--log-level",
-            "warn",
-            "-c",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| panic!("running {envoy}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if output.status.success() && stdout.contains("OK") {
-        Ok(())
-    } else {
-        Err(format!(
-            "Envoy refused the bootstrap ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- bootstrap ---\n{text}",
-            output.status
-        ))
-    }
 }
 
 #[test]

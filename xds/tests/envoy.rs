@@ -9,20 +9,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod envoy_cli;
 
-use std::process::Command;
+use envoy_cli::*;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use serde_json::json;
 use xds::EnvoyResources;
-
-fn envoy_binary() -> String {
-    std::env::var("ENVOY_BINARY").unwrap_or_else(|_| {
-        panic!(
-            "ENVOY_BINARY is not set: run `cargo xtask test`, or `export ENVOY_BINARY=$(cargo xtask envoy | tail -1)`"
-        )
-    })
-}
 
 /// The case's resources as a static bootstrap (JSON).
 fn static_bootstrap(resources: &EnvoyResources) -> serde_json::Value {
@@ -50,38 +43,6 @@ fn static_bootstrap(resources: &EnvoyResources) -> serde_json::Value {
         "node": { "id": "default.test", "cluster": "test" },
         "static_resources": { "listeners": listeners, "clusters": clusters },
     })
-}
-
-/// Runs `envoy --mode validate` on `bootstrap`: Ok(stdout), or Err(everything
-/// a reader needs to see why Envoy refused it).
-fn envoy_validate(name: &str, bootstrap: &serde_json::Value) -> Result<String, String> {
-    let envoy = envoy_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(format!("{name}.json"));
-    let text = serde_json::to_string_pretty(bootstrap).unwrap();
-    std::fs::write(&path, &text).unwrap();
-    let output = Command::new(&envoy)
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "--log-level",
-            "warn",
-            "-c",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| panic!("running {envoy}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if output.status.success() && stdout.contains("OK") {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "Envoy refused the config ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- bootstrap ---\n{text}",
-            output.status
-        ))
-    }
 }
 
 fn validate(case: &str) {
