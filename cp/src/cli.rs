@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use crate::config::{Config, Env, Error};
+use crate::migrate::MigrateError;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -53,4 +54,19 @@ pub fn init_tracing() {
         .with_target(false)
         .with_ansi(ansi)
         .init();
+}
+
+/// Why `migrate up` failed: the config, or the migration.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateUpError {
+    #[error("loading the configuration: {0}")]
+    Config(#[from] Error),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+}
+
+/// `migrate up` for both binaries: loads the config from `file` and migrates its store.
+pub async fn migrate_up(file: Option<&Path>) -> Result<store::MigrateOutcome, MigrateUpError> {
+    let config = load_config(file)?;
+    Ok(crate::migrate::up(&config).await?)
 }

@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -153,39 +152,7 @@ impl Kumactl {
     }
 }
 
-/// A kumactl table as header -> cell maps, one per row. Cells are cut at the columns where
-/// the header's cells start (columns are separated by at least two spaces; header cells
-/// such as `LAST CONNECTED AGO` contain single ones), so empty cells stay in place.
-fn table(out: &str) -> Vec<BTreeMap<String, String>> {
-    let mut lines = out.lines();
-    let header = lines.next().unwrap_or_default();
-    let bytes = header.as_bytes();
-    let mut starts = Vec::new();
-    for i in 0..bytes.len() {
-        let begins = bytes[i] != b' ' && (i == 0 || (i >= 2 && &bytes[i - 2..i] == b"  "));
-        if begins {
-            starts.push(i);
-        }
-    }
-    let cut = |line: &str| -> Vec<String> {
-        starts
-            .iter()
-            .enumerate()
-            .map(|(n, &from)| {
-                let to = starts.get(n + 1).copied().unwrap_or(usize::MAX);
-                line.get(from.min(line.len())..to.min(line.len()))
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string()
-            })
-            .collect()
-    };
-    let names = cut(header);
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| names.iter().cloned().zip(cut(line)).collect())
-        .collect()
-}
+use model::test_util::kumactl_table as table;
 
 fn headers(out: &str) -> Vec<String> {
     let first = out.lines().next().unwrap_or_default();

@@ -1,7 +1,7 @@
 //! Builders of realistic resources for tests in this and other crates
 //! (enabled by the `test-util` feature).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::labels::tags;
 use crate::mesh_pb::{self, dataplane};
@@ -72,4 +72,34 @@ pub fn secret(mesh: &str, name: &str, data: &[u8]) -> Resource {
 /// A Zone, enabled.
 pub fn zone(name: &str) -> Resource {
     Resource::new("", name, Spec::Zone(system_pb::Zone::default()))
+}
+
+/// A kumactl table as header -> cell maps, one per row. Cells are cut at the columns where
+/// the header's cells start (columns are separated by at least two spaces; header cells such
+/// as `LAST CONNECTED AGO` contain single ones), so empty cells stay in place.
+pub fn kumactl_table(out: &str) -> Vec<BTreeMap<String, String>> {
+    let mut lines = out.lines();
+    let header = lines.next().unwrap_or_default();
+    let bytes = header.as_bytes();
+    let starts: Vec<usize> = (0..bytes.len())
+        .filter(|&i| bytes[i] != b' ' && (i == 0 || (i >= 2 && &bytes[i - 2..i] == b"  ")))
+        .collect();
+    let cut = |line: &str| -> Vec<String> {
+        starts
+            .iter()
+            .enumerate()
+            .map(|(n, &from)| {
+                let to = starts.get(n + 1).copied().unwrap_or(usize::MAX);
+                line.get(from.min(line.len())..to.min(line.len()))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .collect()
+    };
+    let names = cut(header);
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| names.iter().cloned().zip(cut(line)).collect())
+        .collect()
 }

@@ -81,10 +81,7 @@ fn main() -> Result<()> {
             Command::Migrate {
                 action: MigrateAction::Up { config_file },
             } => {
-                let config = cp::cli::load_config(config_file.as_deref())
-                    .context("loading the configuration")?;
-                let outcome = cp::migrate::up(&config).await?;
-                println!("{outcome}");
+                println!("{}", cp::cli::migrate_up(config_file.as_deref()).await?);
                 Ok(())
             }
         }

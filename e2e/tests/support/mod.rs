@@ -618,7 +618,7 @@ impl Federation {
 
     /// `kumactl inspect zones` on the global, as rows of header -> cell.
     pub fn inspect_zones(&self) -> Vec<BTreeMap<String, String>> {
-        table(self.kumactl(GLOBAL, &["inspect", "zones"]).ok())
+        model::test_util::kumactl_table(self.kumactl(GLOBAL, &["inspect", "zones"]).ok())
     }
 
     // === HTTP ===
@@ -708,24 +708,21 @@ impl Federation {
     }
 
     pub async fn wait_online(&self, zone: &str, deadline: Duration) {
-        eventually(
-            deadline,
-            &format!("{zone} online on the global"),
-            async || match self.online(zone).await? {
-                true => Ok(()),
-                false => Err(format!("{zone} is not online")),
-            },
-        )
-        .await;
+        self.wait_status(zone, true, deadline).await;
     }
 
     pub async fn wait_offline(&self, zone: &str, deadline: Duration) {
+        self.wait_status(zone, false, deadline).await;
+    }
+
+    async fn wait_status(&self, zone: &str, online: bool, deadline: Duration) {
+        let wanted = if online { "online" } else { "offline" };
         eventually(
             deadline,
-            &format!("{zone} offline on the global"),
-            async || match self.online(zone).await? {
-                false => Ok(()),
-                true => Err(format!("{zone} is still online")),
+            &format!("{zone} {wanted} on the global"),
+            async || match self.online(zone).await? == online {
+                true => Ok(()),
+                false => Err(format!("{zone} is not {wanted}")),
             },
         )
         .await;
@@ -835,36 +832,6 @@ pub fn label<'a>(resource: &'a Value, key: &str) -> &'a str {
         .and_then(|l| l.get(key))
         .and_then(Value::as_str)
         .unwrap_or("")
-}
-
-/// A kumactl table as header -> cell maps, one per row. Cells are cut at the columns where
-/// the header's cells start (columns are separated by at least two spaces; header cells such
-/// as `LAST CONNECTED AGO` contain single ones), so empty cells stay in place.
-pub fn table(out: &str) -> Vec<BTreeMap<String, String>> {
-    let mut lines = out.lines();
-    let header = lines.next().unwrap_or_default();
-    let bytes = header.as_bytes();
-    let starts: Vec<usize> = (0..bytes.len())
-        .filter(|&i| bytes[i] != b' ' && (i == 0 || (i >= 2 && &bytes[i - 2..i] == b"  ")))
-        .collect();
-    let cut = |line: &str| -> Vec<String> {
-        starts
-            .iter()
-            .enumerate()
-            .map(|(n, &from)| {
-                let to = starts.get(n + 1).copied().unwrap_or(usize::MAX);
-                line.get(from.min(line.len())..to.min(line.len()))
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string()
-            })
-            .collect()
-    };
-    let names = cut(header);
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| names.iter().cloned().zip(cut(line)).collect())
-        .collect()
 }
 
 /// A fresh database on the server named by `DATABASE_URL`; fails the test when it is unset.
