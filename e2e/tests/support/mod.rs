@@ -54,11 +54,22 @@ const ZONE_FAST_ENV: &[(&str, &str)] = &[
     ("KUMA_GENERAL_RESILIENT_COMPONENT_MAX_BACKOFF", "2s"),
 ];
 
+/// A port free right now and never handed out before by this test process: the kernel may
+/// give a just-released port again, and two settings of one process on one port fail its
+/// config check.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `check` every 100 ms until it returns `Ok`; after `deadline` the test fails with
