@@ -19,7 +19,7 @@ use store::{ListQuery, ResourceStore, StoreError};
 use tracing::{debug, warn};
 
 use crate::ads::SnapshotCache;
-use crate::generate;
+use crate::{MeshContext, generate};
 
 /// Wait before retrying after the store failed.
 const RETRY: Duration = Duration::from_secs(1);
@@ -126,7 +126,7 @@ impl Feed {
         if let Some(mesh) = &mesh {
             for proxy in &dataplanes {
                 let node_id = node_id(proxy);
-                match generate(proxy, mesh, &dataplanes) {
+                match generate(proxy, &MeshContext::new(mesh, &dataplanes)) {
                     Ok(resources) => {
                         if self.cache.set(&node_id, resources) {
                             debug!(node = node_id, "xDS snapshot updated");

@@ -227,14 +227,39 @@ impl EnvoyResources {
     }
 }
 
-/// The Envoy resources of the sidecar `proxy` (a Dataplane of `mesh`), given
-/// every Dataplane of the mesh in the zone (`dataplanes`; those of other
-/// meshes are ignored, `proxy` may or may not be among them).
+/// What generation reads besides the proxy itself: its mesh as the zone
+/// knows it. Every field is input, never fetched; later slices add fields
+/// (policies, the proxy's identity) rather than arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct MeshContext<'a> {
+    /// The proxy's Mesh.
+    pub mesh: &'a Resource,
+    /// Every Dataplane of the mesh in the zone (those of other meshes are
+    /// ignored; the proxy may or may not be among them).
+    pub dataplanes: &'a [Resource],
+    /// The mesh's policies, of any type and in any order (TrafficPermission,
+    /// TrafficRoute, ...); generation picks the types it knows.
+    pub policies: &'a [Resource],
+}
+
+impl<'a> MeshContext<'a> {
+    /// A context with no policies.
+    pub fn new(mesh: &'a Resource, dataplanes: &'a [Resource]) -> MeshContext<'a> {
+        MeshContext {
+            mesh,
+            dataplanes,
+            policies: &[],
+        }
+    }
+}
+
+/// The Envoy resources of the sidecar `proxy` (a Dataplane of
+/// `context.mesh`).
 pub fn generate(
     proxy: &Resource,
-    mesh: &Resource,
-    dataplanes: &[Resource],
+    context: &MeshContext<'_>,
 ) -> Result<EnvoyResources, GenerateError> {
+    let (mesh, dataplanes) = (context.mesh, context.dataplanes);
     let Spec::Mesh(_) = &mesh.spec else {
         return Err(GenerateError::NotAMesh {
             kind: mesh.kind(),
@@ -730,7 +755,7 @@ mod tests {
             vec![inbound(80, "backend", Some("http2"))],
             vec![],
         );
-        let out = generate(&proxy, &mesh(), &[proxy.clone(), a, b]).unwrap();
+        let out = generate(&proxy, &MeshContext::new(&mesh(), &[proxy.clone(), a, b])).unwrap();
         let Some(filter::ConfigType::TypedConfig(any)) =
             &out.listeners[0].filter_chains[0].filters[0].config_type
         else {
@@ -766,7 +791,11 @@ mod tests {
             vec![inbound(0, "backend", None), inbound(82, "backend", None)],
             vec![],
         );
-        let out = generate(&proxy, &mesh(), &[unready, elsewhere, ok]).unwrap();
+        let out = generate(
+            &proxy,
+            &MeshContext::new(&mesh(), &[unready, elsewhere, ok]),
+        )
+        .unwrap();
         let endpoints = &out.load_assignments[0].endpoints[0].lb_endpoints;
         assert_eq!(endpoints.len(), 1, "{endpoints:?}");
     }
@@ -779,7 +808,7 @@ mod tests {
             vec![inbound(80, "web", None)],
             vec![outbound(10001, "backend"), outbound(10002, "backend")],
         );
-        let out = generate(&proxy, &mesh(), &[]).unwrap();
+        let out = generate(&proxy, &MeshContext::new(&mesh(), &[])).unwrap();
         assert_eq!(out.listeners.len(), 3);
         let clusters: Vec<_> = out.clusters.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(clusters, ["backend", "localhost:80"]);
@@ -799,7 +828,7 @@ mod tests {
         anonymous.tags.clear();
         let proxy = dataplane("web-1", "10.0.0.1", vec![anonymous], vec![]);
         assert_eq!(
-            generate(&proxy, &mesh(), &[]).unwrap(),
+            generate(&proxy, &MeshContext::new(&mesh(), &[])).unwrap(),
             EnvoyResources::default()
         );
     }
@@ -809,26 +838,28 @@ mod tests {
         let mesh = mesh();
         let not_dp = mesh.clone();
         assert!(matches!(
-            generate(&not_dp, &mesh, &[]),
+            generate(&not_dp, &MeshContext::new(&mesh, &[])),
             Err(GenerateError::NotADataplane { .. })
         ));
 
         let proxy = dataplane("web-1", "10.0.0.1", vec![], vec![]);
         assert!(matches!(
-            generate(&proxy, &proxy, &[]),
+            generate(&proxy, &MeshContext::new(&proxy, &[])),
             Err(GenerateError::NotAMesh { .. })
         ));
 
         let empty = Resource::new("default", "web-1", Spec::Dataplane(Dataplane::default()));
         assert_eq!(
-            generate(&empty, &mesh, &[]).unwrap_err().to_string(),
+            generate(&empty, &MeshContext::new(&mesh, &[]))
+                .unwrap_err()
+                .to_string(),
             "dataplane web-1: networking is not defined"
         );
 
         let mut other = proxy.clone();
         other.meta.mesh = "other".into();
         assert!(matches!(
-            generate(&other, &mesh, &[]),
+            generate(&other, &MeshContext::new(&mesh, &[])),
             Err(GenerateError::WrongMesh { .. })
         ));
 
@@ -836,7 +867,9 @@ mod tests {
         nameless.tags.clear();
         let proxy = dataplane("web-1", "10.0.0.1", vec![], vec![nameless]);
         assert_eq!(
-            generate(&proxy, &mesh, &[]).unwrap_err().to_string(),
+            generate(&proxy, &MeshContext::new(&mesh, &[]))
+                .unwrap_err()
+                .to_string(),
             "dataplane web-1: networking.outbound[0]: mandatory tag \"kuma.io/service\" is missing"
         );
 
@@ -847,7 +880,9 @@ mod tests {
             vec![],
         );
         assert_eq!(
-            generate(&proxy, &mesh, &[]).unwrap_err().to_string(),
+            generate(&proxy, &MeshContext::new(&mesh, &[]))
+                .unwrap_err()
+                .to_string(),
             "dataplane web-1: networking.inbound[0].port: 70000 is not a valid port (1-65535)"
         );
 
@@ -858,7 +893,9 @@ mod tests {
             vec![outbound(1, "a"), outbound(1, "b")],
         );
         assert_eq!(
-            generate(&proxy, &mesh, &[]).unwrap_err().to_string(),
+            generate(&proxy, &MeshContext::new(&mesh, &[]))
+                .unwrap_err()
+                .to_string(),
             "dataplane web-1: networking.outbound[1]: listener outbound:127.0.0.1:1 is already defined"
         );
     }

@@ -30,5 +30,5 @@ pub mod render;
 
 pub use generate::{
     CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EnvoyResources, GenerateError, LISTENER_TYPE_URL,
-    NamedResource, Protocol, generate,
+    MeshContext, NamedResource, Protocol, generate,
 };

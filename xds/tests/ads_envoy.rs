@@ -106,7 +106,11 @@ networking:
     );
     let resources = model::format::parse_documents(&yaml).unwrap();
     let (mesh, dataplane) = (&resources[0], &resources[1]);
-    xds::generate(dataplane, mesh, std::slice::from_ref(dataplane)).unwrap()
+    xds::generate(
+        dataplane,
+        &xds::MeshContext::new(mesh, std::slice::from_ref(dataplane)),
+    )
+    .unwrap()
 }
 
 fn bootstrap(ads_port: u16, admin_port: u16) -> serde_json::Value {

@@ -26,7 +26,8 @@ pub fn generate_case(case: &str) -> EnvoyResources {
         .filter(|r| r.kind() == ResourceType::Dataplane)
         .cloned()
         .collect();
-    xds::generate(proxy, mesh, &dataplanes).unwrap_or_else(|e| panic!("{case}: {e}"))
+    xds::generate(proxy, &xds::MeshContext::new(mesh, &dataplanes))
+        .unwrap_or_else(|e| panic!("{case}: {e}"))
 }
 
 fn find<'a>(resources: &'a [Resource], kind: ResourceType, case: &str) -> &'a Resource {
