@@ -3,8 +3,10 @@
 //!
 //! At start (and after the change feed is lost) every Mesh is regenerated;
 //! then the task follows [`ResourceStore::changes`] and, on any change of a
-//! Mesh or a Dataplane, regenerates the snapshot of every Dataplane of that
-//! mesh (node id `mesh.name`). Snapshots of Dataplanes that no longer exist
+//! Mesh, a Dataplane or a policy generation reads ([`POLICY_TYPES`]),
+//! regenerates the snapshot of every Dataplane of that mesh (node id
+//! `mesh.name`). Outbounds that generation skipped are logged as warnings
+//! whenever the snapshot changes. Snapshots of Dataplanes that no longer exist
 //! (or whose Mesh is gone) are removed. A Dataplane whose generation fails is
 //! logged and left without a snapshot.
 
@@ -20,6 +22,11 @@ use tracing::{debug, warn};
 
 use crate::ads::SnapshotCache;
 use crate::{MeshContext, generate};
+
+/// The policy types generation reads (the mesh's resources of these types
+/// are its [`MeshContext::policies`]).
+pub const POLICY_TYPES: &[ResourceType] =
+    &[ResourceType::TrafficPermission, ResourceType::TrafficRoute];
 
 /// Wait before retrying after the store failed.
 const RETRY: Duration = Duration::from_secs(1);
@@ -79,6 +86,7 @@ impl Feed {
                 let mesh = match event.kind {
                     ResourceType::Mesh => event.name,
                     ResourceType::Dataplane => event.mesh,
+                    kind if POLICY_TYPES.contains(&kind) => event.mesh,
                     _ => continue,
                 };
                 if let Err(e) = self.regenerate_mesh(&mesh).await {
@@ -111,25 +119,38 @@ impl Feed {
     /// Dataplanes that are gone.
     async fn regenerate_mesh(&mut self, mesh_name: &str) -> Result<(), StoreError> {
         let key = ResourceKey::new(ResourceType::Mesh, "", mesh_name);
-        let (mesh, dataplanes) = match self.store.get_stored(&key).await? {
+        let (mesh, dataplanes, policies) = match self.store.get_stored(&key).await? {
             Some(stored) => {
                 let dataplanes = self
                     .store
                     .list(&ListQuery::in_mesh(ResourceType::Dataplane, mesh_name))
                     .await?
                     .items;
-                (Some(stored.resource), dataplanes)
+                let mut policies = Vec::new();
+                for kind in POLICY_TYPES {
+                    let query = ListQuery::in_mesh(*kind, mesh_name);
+                    policies.extend(self.store.list(&query).await?.items);
+                }
+                (Some(stored.resource), dataplanes, policies)
             }
-            None => (None, Vec::new()),
+            None => (None, Vec::new(), Vec::new()),
         };
         let mut present = BTreeSet::new();
         if let Some(mesh) = &mesh {
             for proxy in &dataplanes {
                 let node_id = node_id(proxy);
-                match generate(proxy, &MeshContext::new(mesh, &dataplanes)) {
+                let context = MeshContext {
+                    policies: &policies,
+                    ..MeshContext::new(mesh, &dataplanes)
+                };
+                match generate(proxy, &context) {
                     Ok(resources) => {
+                        let skipped = resources.skipped.clone();
                         if self.cache.set(&node_id, resources) {
                             debug!(node = node_id, "xDS snapshot updated");
+                            for outbound in &skipped {
+                                warn!(node = node_id, "{outbound}");
+                            }
                         }
                         present.insert(proxy.meta.name.clone());
                     }
@@ -164,7 +185,7 @@ mod tests {
     use model::mesh_pb::dataplane::Networking;
     use model::mesh_pb::dataplane::networking::Inbound;
     use model::mesh_pb::dataplane::networking::Outbound;
-    use model::mesh_pb::{Dataplane, Mesh};
+    use model::mesh_pb::{Dataplane, Mesh, Selector, TrafficRoute, traffic_route};
     use store::memory::MemoryStore;
 
     use super::*;
@@ -199,6 +220,25 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
+            }),
+        )
+    }
+
+    /// The `route-all` TrafficRoute Kuma creates with a mesh.
+    fn route_all() -> Resource {
+        let any = || Selector {
+            r#match: [("kuma.io/service".into(), "*".into())].into(),
+        };
+        Resource::new(
+            "default",
+            "route-all-default",
+            Spec::TrafficRoute(TrafficRoute {
+                sources: vec![any()],
+                destinations: vec![any()],
+                conf: Some(traffic_route::Conf {
+                    destination: any().r#match,
+                    ..Default::default()
+                }),
             }),
         )
     }
@@ -258,7 +298,11 @@ mod tests {
             cache.get("default.web-1").is_some() && cache.get("default.backend-1").is_some()
         })
         .await;
-        eventually("one backend endpoint", || {
+        // No TrafficRoute yet: the outbound is skipped.
+        assert_eq!(endpoints(&cache, "default.web-1", "backend"), None);
+
+        store.create(route_all(), None).await.expect("store write");
+        eventually("one backend endpoint once a route exists", || {
             endpoints(&cache, "default.web-1", "backend") == Some(1)
         })
         .await;
@@ -284,6 +328,19 @@ mod tests {
         eventually("the deleted dataplane's snapshot removed", || {
             cache.get("default.backend-2").is_none()
                 && endpoints(&cache, "default.web-1", "backend") == Some(1)
+        })
+        .await;
+
+        store
+            .delete(&ResourceKey::new(
+                ResourceType::TrafficRoute,
+                "default",
+                "route-all-default",
+            ))
+            .await
+            .expect("store write");
+        eventually("the outbound gone with its route", || {
+            endpoints(&cache, "default.web-1", "backend").is_none()
         })
         .await;
 

@@ -6,9 +6,16 @@
 //!   `localhost:{servicePort}` (endpoint `serviceAddress`, default
 //!   `127.0.0.1`).
 //! * One outbound listener `outbound:{ip}:{port}` per `networking.outbound`
-//!   (ip default `127.0.0.1`), to the EDS cluster `{service}` (config source
-//!   ADS) whose load assignment lists every ready inbound of the mesh tagged
-//!   with that `kuma.io/service` (`advertisedAddress` or `address` : `port`).
+//!   (ip default `127.0.0.1`) that a TrafficRoute selects (the others are
+//!   skipped and listed in [`EnvoyResources::skipped`]), to the EDS clusters
+//!   of the route's destinations (config source ADS, see
+//!   [`crate::policy::routes`]), weighted when there are several; each load
+//!   assignment lists the ready inbounds of the mesh tagged with the
+//!   destination's `kuma.io/service` and subset tags (`advertisedAddress` or
+//!   `address` : `port`), with their other tags as `envoy.lb` metadata.
+//! * When the mesh enables mTLS (`mtls.enabledBackend`), the RBAC network
+//!   filter of the inbound's TrafficPermission goes first on each inbound
+//!   ([`crate::policy::permissions`]).
 //! * `kuma.io/protocol` picks the filter: `http`, `http2`, `grpc` -> HTTP
 //!   connection manager with an inline route configuration (everything to the
 //!   cluster) and the router filter, `http2`/`grpc` clusters speak HTTP/2
@@ -19,14 +26,9 @@
 //!   ALPN `kuma`) on outbound clusters when the mesh enables a backend, with
 //!   the SDS secrets of [`crate::names::identity_cert_secret`] and
 //!   [`crate::names::mesh_ca_secret`]; PERMISSIVE mode chains.
-//! * TrafficPermission: the RBAC network filter first on each inbound.
-//! * TrafficRoute: the route per outbound (an outbound without one is
-//!   skipped in Kuma), splits into per-subset clusters, load balancers;
-//!   endpoint metadata (`envoy.lb`) and locality grouping by `kuma.io/zone`.
+//! * TrafficRoute `conf.http[]` matches; locality grouping by `kuma.io/zone`.
 //! * Transparent proxying, admin/metrics/probe/DNS listeners, timeouts,
 //!   inbound listener metadata (tags), HealthCheck, CircuitBreaker, ...
-//!
-//! The mesh is not read yet beyond checking that the proxy belongs to it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,8 +40,8 @@ use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, SocketAddress,
-    TrafficDirection,
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, Metadata,
+    SocketAddress, TrafficDirection,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{
@@ -47,8 +49,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 };
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
-    route_match,
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, route,
+    route_action, route_match, weighted_cluster,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -59,7 +61,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config,
 };
-use envoy_types::pb::google::protobuf::{Any, Duration};
+use envoy_types::pb::google::protobuf::{Any, Duration, Struct, UInt32Value, Value, value};
 use envoy_types::util::pack_any;
 use model::labels::tags;
 use model::mesh_pb::dataplane::Networking;
@@ -67,6 +69,8 @@ use model::mesh_pb::dataplane::networking::inbound::State;
 use model::{Resource, ResourceType, Spec};
 
 use crate::names;
+use crate::policy::routes::{self, Destination, LoadBalancer, SkippedOutbound};
+use crate::policy::{self, permissions};
 
 /// `Any.type_url` and xDS type of listeners (LDS).
 pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -85,6 +89,9 @@ pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
 /// Key of `Cluster.typed_extension_protocol_options` for upstream HTTP options.
 pub const HTTP_PROTOCOL_OPTIONS_KEY: &str =
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// Endpoint metadata namespace of load-balancer subsets (tags of the instance).
+pub const ENVOY_LB_METADATA: &str = "envoy.lb";
 
 /// Where an outbound listener binds when `networking.outbound[].address` is empty,
 /// and where an inbound's application is when `serviceAddress` is empty.
@@ -201,6 +208,8 @@ pub struct EnvoyResources {
     pub clusters: Vec<Cluster>,
     /// The EDS resources of the EDS clusters (static clusters carry theirs inline).
     pub load_assignments: Vec<ClusterLoadAssignment>,
+    /// Outbounds left out, with the reason (for the caller to log); not sent.
+    pub skipped: Vec<SkippedOutbound>,
 }
 
 impl EnvoyResources {
@@ -260,7 +269,7 @@ pub fn generate(
     context: &MeshContext<'_>,
 ) -> Result<EnvoyResources, GenerateError> {
     let (mesh, dataplanes) = (context.mesh, context.dataplanes);
-    let Spec::Mesh(_) = &mesh.spec else {
+    let Spec::Mesh(mesh_spec) = &mesh.spec else {
         return Err(GenerateError::NotAMesh {
             kind: mesh.kind(),
             name: mesh.meta.name.clone(),
@@ -278,6 +287,13 @@ pub fn generate(
     }
     let endpoints = EndpointIndex::build(&mesh.meta.name, dataplanes)?;
     let name = &proxy.meta.name;
+    let mtls = mesh_spec
+        .mtls
+        .as_ref()
+        .is_some_and(|m| !m.enabled_backend.is_empty());
+    let proxy_tags = policy::proxy_tags(networking);
+    let mut skipped = Vec::new();
+    let mut outbound_listeners = BTreeSet::new();
 
     let mut listeners = BTreeMap::new();
     let mut clusters = BTreeMap::new();
@@ -311,12 +327,18 @@ pub fn generate(
                 &names::stat_prefix(&cluster_name),
                 &names::inbound_route_config(service),
                 service,
-                &cluster_name,
+                &[(&cluster_name, 1)],
             )
         } else {
-            tcp_proxy(&names::stat_prefix(&cluster_name), &cluster_name)
+            tcp_proxy(&names::stat_prefix(&cluster_name), &[(&cluster_name, 1)])
         };
-        let listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
+        let mut listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
+        if mtls {
+            let permission =
+                policy::select_permission(context.policies, &mesh.meta.name, &inbound.tags);
+            let rbac = permissions::rbac_filter(&listener_name, &mesh.meta.name, permission);
+            permissions::prepend(&mut listener, &rbac);
+        }
         insert_listener(&mut listeners, listener, name, &field)?;
     }
 
@@ -332,26 +354,58 @@ pub fn generate(
                 })?;
         let port = valid_port(name, &format!("{field}.port"), outbound.port)?;
         let ip = non_empty_or(&outbound.address, LOCALHOST);
-        let instances = endpoints.of(service);
-        let protocol = common_protocol(instances);
-        let cluster_name = names::outbound_cluster(service);
-
-        clusters
-            .entry(cluster_name.clone())
-            .or_insert_with(|| eds_cluster(&cluster_name, protocol));
-        load_assignments
-            .entry(cluster_name.clone())
-            .or_insert_with(|| load_assignment(&cluster_name, instances));
         let listener_name = names::outbound_listener(ip, port);
+        // A clash is an error even when an outbound is skipped.
+        if listeners.contains_key(&listener_name) || !outbound_listeners.insert(listener_name.clone()) {
+            return Err(GenerateError::DuplicateListener {
+                name: name.clone(),
+                field,
+                listener: listener_name,
+            });
+        }
+        let route = policy::select_route(context.policies, &mesh.meta.name, &proxy_tags, service)
+            .ok_or(None)
+            .and_then(|selected| routes::resolve(selected, service).map_err(Some));
+        let route = match route {
+            Ok(route) => route,
+            Err(error) => {
+                skipped.push(SkippedOutbound {
+                    dataplane: name.clone(),
+                    field,
+                    service: service.clone(),
+                    error,
+                });
+                continue;
+            }
+        };
+        let targets: Vec<(&Destination, Vec<&Instance>)> = route
+            .destinations
+            .iter()
+            .map(|d| (d, endpoints.in_subset(&d.service, &d.tags)))
+            .collect();
+        let protocol = common_protocol(targets.iter().flat_map(|(_, i)| i.iter().copied()));
+        for (destination, instances) in &targets {
+            clusters
+                .entry(destination.cluster.clone())
+                .or_insert_with(|| outbound_cluster(destination, protocol, &route.load_balancer));
+            load_assignments
+                .entry(destination.cluster.clone())
+                .or_insert_with(|| load_assignment(&destination.cluster, instances));
+        }
+        let weighted: Vec<(&str, u32)> = route
+            .destinations
+            .iter()
+            .map(|d| (d.cluster.as_str(), d.weight))
+            .collect();
         let filter = if protocol.is_http() {
             http_connection_manager(
                 &names::stat_prefix(service),
                 &names::outbound_route_config(service),
                 service,
-                &cluster_name,
+                &weighted,
             )
         } else {
-            tcp_proxy(&names::stat_prefix(service), &cluster_name)
+            tcp_proxy(&names::stat_prefix(service), &weighted)
         };
         let listener = listener(&listener_name, ip, port, TrafficDirection::Outbound, filter);
         insert_listener(&mut listeners, listener, name, &field)?;
@@ -361,6 +415,7 @@ pub fn generate(
         listeners: listeners.into_values().collect(),
         clusters: clusters.into_values().collect(),
         load_assignments: load_assignments.into_values().collect(),
+        skipped,
     })
 }
 
@@ -414,7 +469,14 @@ struct Instance {
     dataplane: String,
     address: String,
     port: u32,
-    protocol: Option<String>,
+    /// The inbound's tags.
+    tags: BTreeMap<String, String>,
+}
+
+impl Instance {
+    fn protocol(&self) -> Protocol {
+        Protocol::from_tag(self.tags.get(tags::PROTOCOL).map(String::as_str))
+    }
 }
 
 /// Instances of every service of the mesh, each list in a stable order.
@@ -453,7 +515,11 @@ impl EndpointIndex {
                         dataplane: dataplane.meta.name.clone(),
                         address: address.to_string(),
                         port: inbound.port,
-                        protocol: inbound.tags.get(tags::PROTOCOL).cloned(),
+                        tags: inbound
+                            .tags
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
                     });
             }
         }
@@ -464,16 +530,20 @@ impl EndpointIndex {
         Ok(EndpointIndex { by_service })
     }
 
-    fn of(&self, service: &str) -> &[Instance] {
-        self.by_service.get(service).map_or(&[], Vec::as_slice)
+    /// The instances of `service` whose tags match `subset`.
+    fn in_subset(&self, service: &str, subset: &BTreeMap<String, String>) -> Vec<&Instance> {
+        self.by_service
+            .get(service)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter(|i| routes::in_subset(subset, &i.tags))
+            .collect()
     }
 }
 
 /// The protocol every instance can speak; no instance -> unknown (TCP).
-fn common_protocol(instances: &[Instance]) -> Protocol {
-    let mut protocols = instances
-        .iter()
-        .map(|i| Protocol::from_tag(i.protocol.as_deref()));
+fn common_protocol<'a>(instances: impl IntoIterator<Item = &'a Instance>) -> Protocol {
+    let mut protocols = instances.into_iter().map(Instance::protocol);
     match protocols.next() {
         Some(first) => protocols.fold(first, Protocol::common),
         None => Protocol::Unknown,
@@ -509,10 +579,25 @@ fn listener(
     }
 }
 
-fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Filter {
+/// To `clusters` (name, weight): the cluster itself when alone, else
+/// weighted (weights ignored for a single cluster).
+fn tcp_proxy(stat_prefix: &str, clusters: &[(&str, u32)]) -> Filter {
+    let specifier = match clusters {
+        [(cluster, _)] => tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string()),
+        _ => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
+            clusters: clusters
+                .iter()
+                .map(|(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                    name: name.to_string(),
+                    weight: *weight,
+                    ..Default::default()
+                })
+                .collect(),
+        }),
+    };
     let config = TcpProxy {
         stat_prefix: stat_prefix.to_string(),
-        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        cluster_specifier: Some(specifier),
         ..Default::default()
     };
     Filter {
@@ -525,15 +610,29 @@ fn http_connection_manager(
     stat_prefix: &str,
     route_config: &str,
     service: &str,
-    cluster: &str,
+    clusters: &[(&str, u32)],
 ) -> Filter {
+    let specifier = match clusters {
+        [(cluster, _)] => route_action::ClusterSpecifier::Cluster(cluster.to_string()),
+        _ => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: clusters
+                .iter()
+                .map(|(name, weight)| weighted_cluster::ClusterWeight {
+                    name: name.to_string(),
+                    weight: Some(UInt32Value { value: *weight }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    };
     let route = Route {
         r#match: Some(RouteMatch {
             path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
             ..Default::default()
         }),
         action: Some(route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            cluster_specifier: Some(specifier),
             ..Default::default()
         })),
         ..Default::default()
@@ -610,9 +709,16 @@ fn local_cluster(name: &str, ip: &str, port: u32, protocol: Protocol) -> Cluster
     cluster
 }
 
-/// `{service}`: EDS over ADS.
-fn eds_cluster(name: &str, protocol: Protocol) -> Cluster {
-    let mut cluster = base_cluster(name, DiscoveryType::Eds, protocol);
+/// The cluster of an outbound destination (`{service}` or
+/// `{service}-{hash}` for a tag subset): EDS over ADS, with the route's load
+/// balancer. Every outbound EDS cluster is built here.
+fn outbound_cluster(
+    destination: &Destination,
+    protocol: Protocol,
+    load_balancer: &LoadBalancer,
+) -> Cluster {
+    let mut cluster = base_cluster(&destination.cluster, DiscoveryType::Eds, protocol);
+    load_balancer.apply(&mut cluster);
     cluster.eds_cluster_config = Some(EdsClusterConfig {
         eds_config: Some(ConfigSource {
             resource_api_version: ApiVersion::V3 as i32,
@@ -625,19 +731,48 @@ fn eds_cluster(name: &str, protocol: Protocol) -> Cluster {
 }
 
 /// The EDS resource of an outbound cluster; no instance -> no endpoints.
-fn load_assignment(name: &str, instances: &[Instance]) -> ClusterLoadAssignment {
+/// Each endpoint carries its instance's tags but `kuma.io/service` as
+/// `envoy.lb` metadata.
+fn load_assignment(name: &str, instances: &[&Instance]) -> ClusterLoadAssignment {
     let endpoints = if instances.is_empty() {
         Vec::new()
     } else {
-        vec![locality_endpoints(
-            instances.iter().map(|i| (i.address.as_str(), i.port)),
-        )]
+        let mut locality = locality_endpoints(instances.iter().map(|i| (i.address.as_str(), i.port)));
+        for (endpoint, instance) in locality.lb_endpoints.iter_mut().zip(instances) {
+            endpoint.metadata = lb_metadata(&instance.tags);
+        }
+        vec![locality]
     };
     ClusterLoadAssignment {
         cluster_name: name.to_string(),
         endpoints,
         ..Default::default()
     }
+}
+
+/// `filter_metadata["envoy.lb"]` = `tags` without `kuma.io/service`; none
+/// when nothing is left.
+fn lb_metadata(tags: &BTreeMap<String, String>) -> Option<Metadata> {
+    let fields: BTreeMap<String, Value> = tags
+        .iter()
+        .filter(|(key, _)| key.as_str() != tags::SERVICE)
+        .map(|(key, value)| {
+            let value = Value {
+                kind: Some(value::Kind::StringValue(value.clone())),
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    if fields.is_empty() {
+        return None;
+    }
+    let lb = Struct {
+        fields: fields.into_iter().collect(),
+    };
+    Some(Metadata {
+        filter_metadata: [(ENVOY_LB_METADATA.to_string(), lb)].into(),
+        ..Default::default()
+    })
 }
 
 fn locality_endpoints<'a>(
@@ -663,13 +798,50 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use model::mesh_pb::dataplane::networking::{Inbound, Outbound, inbound};
-    use model::mesh_pb::{Dataplane, Mesh};
+    use model::mesh_pb::{Dataplane, Mesh, Selector, TrafficRoute, traffic_route};
     use prost::Name;
 
     use super::*;
 
     fn mesh() -> Resource {
         Resource::new("", "default", Spec::Mesh(Mesh::default()))
+    }
+
+    fn any_service() -> std::collections::HashMap<String, String> {
+        [(tags::SERVICE.into(), "*".into())].into()
+    }
+
+    /// The `route-all` TrafficRoute Kuma creates with a mesh.
+    fn route_all() -> Resource {
+        let any = Selector {
+            r#match: any_service(),
+        };
+        Resource::new(
+            "default",
+            "route-all",
+            Spec::TrafficRoute(TrafficRoute {
+                sources: vec![any.clone()],
+                destinations: vec![any],
+                conf: Some(traffic_route::Conf {
+                    destination: any_service(),
+                    ..Default::default()
+                }),
+            }),
+        )
+    }
+
+    /// Generates with `policies`.
+    fn generate_with(
+        proxy: &Resource,
+        mesh: &Resource,
+        dataplanes: &[Resource],
+        policies: &[Resource],
+    ) -> EnvoyResources {
+        let context = MeshContext {
+            policies,
+            ..MeshContext::new(mesh, dataplanes)
+        };
+        generate(proxy, &context).unwrap()
     }
 
     fn inbound(port: u32, service: &str, protocol: Option<&str>) -> Inbound {
@@ -740,7 +912,7 @@ mod tests {
         let proxy = dataplane(
             "web-1",
             "10.0.0.1",
-            vec![],
+            vec![inbound(80, "web", None)],
             vec![outbound(10001, "backend")],
         );
         let a = dataplane(
@@ -755,9 +927,11 @@ mod tests {
             vec![inbound(80, "backend", Some("http2"))],
             vec![],
         );
-        let out = generate(&proxy, &MeshContext::new(&mesh(), &[proxy.clone(), a, b])).unwrap();
+        let out = generate_with(&proxy, &mesh(), &[proxy.clone(), a, b], &[route_all()]);
+        let outbound = &out.listeners[1];
+        assert_eq!(outbound.name, "outbound:127.0.0.1:10001");
         let Some(filter::ConfigType::TypedConfig(any)) =
-            &out.listeners[0].filter_chains[0].filters[0].config_type
+            &outbound.filter_chains[0].filters[0].config_type
         else {
             panic!("no typed config");
         };
@@ -770,7 +944,7 @@ mod tests {
         let proxy = dataplane(
             "web-1",
             "10.0.0.1",
-            vec![],
+            vec![inbound(80, "web", None)],
             vec![outbound(10001, "backend")],
         );
         let mut sick = inbound(80, "backend", None);
@@ -791,11 +965,12 @@ mod tests {
             vec![inbound(0, "backend", None), inbound(82, "backend", None)],
             vec![],
         );
-        let out = generate(
+        let out = generate_with(
             &proxy,
-            &MeshContext::new(&mesh(), &[unready, elsewhere, ok]),
-        )
-        .unwrap();
+            &mesh(),
+            &[unready, elsewhere, ok],
+            &[route_all()],
+        );
         let endpoints = &out.load_assignments[0].endpoints[0].lb_endpoints;
         assert_eq!(endpoints.len(), 1, "{endpoints:?}");
     }
@@ -808,7 +983,7 @@ mod tests {
             vec![inbound(80, "web", None)],
             vec![outbound(10001, "backend"), outbound(10002, "backend")],
         );
-        let out = generate(&proxy, &MeshContext::new(&mesh(), &[])).unwrap();
+        let out = generate_with(&proxy, &mesh(), &[], &[route_all()]);
         assert_eq!(out.listeners.len(), 3);
         let clusters: Vec<_> = out.clusters.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(clusters, ["backend", "localhost:80"]);
@@ -819,6 +994,88 @@ mod tests {
         assert_eq!(
             by_type[CLUSTER_TYPE_URL][0].resource.type_url,
             CLUSTER_TYPE_URL
+        );
+    }
+
+    #[test]
+    fn an_outbound_without_a_route_is_skipped_and_reported() {
+        let proxy = dataplane(
+            "web-1",
+            "10.0.0.1",
+            vec![inbound(80, "web", None)],
+            vec![outbound(10001, "backend"), outbound(10002, "db")],
+        );
+        let mut only_backend = route_all();
+        only_backend.meta.name = "to-backend".into();
+        if let Spec::TrafficRoute(spec) = &mut only_backend.spec {
+            spec.destinations[0]
+                .r#match
+                .insert(tags::SERVICE.into(), "backend".into());
+        }
+        let out = generate_with(&proxy, &mesh(), &[], &[only_backend]);
+        let listeners: Vec<_> = out.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(listeners, ["inbound:10.0.0.1:80", "outbound:127.0.0.1:10001"]);
+        assert_eq!(out.skipped.len(), 1);
+        assert_eq!(
+            out.skipped[0].to_string(),
+            "dataplane web-1: networking.outbound[1]: outbound to \"db\" skipped: no TrafficRoute selects it"
+        );
+
+        let mut broken = route_all();
+        if let Spec::TrafficRoute(spec) = &mut broken.spec {
+            spec.conf = Some(traffic_route::Conf {
+                split: vec![traffic_route::Split {
+                    weight: Some(UInt32Value { value: 0 }),
+                    destination: any_service(),
+                }],
+                ..Default::default()
+            });
+        }
+        let out = generate_with(&proxy, &mesh(), &[], &[broken]);
+        assert_eq!(out.listeners.len(), 1);
+        assert_eq!(
+            out.skipped[0].to_string(),
+            "dataplane web-1: networking.outbound[0]: outbound to \"backend\" skipped: \
+             TrafficRoute route-all: conf: no destination with a weight above 0"
+        );
+        // The skipped outbounds are no xDS resource.
+        assert_eq!(out.by_type_url()[LISTENER_TYPE_URL].len(), 1);
+    }
+
+    #[test]
+    fn rbac_comes_first_on_inbounds_only_with_mtls() {
+        let proxy = dataplane(
+            "web-1",
+            "10.0.0.1",
+            vec![inbound(80, "web", Some("http"))],
+            vec![outbound(10001, "backend")],
+        );
+        let filters = |out: &EnvoyResources, listener: usize| -> Vec<String> {
+            out.listeners[listener].filter_chains[0]
+                .filters
+                .iter()
+                .map(|f| f.name.clone())
+                .collect()
+        };
+        let plain = generate_with(&proxy, &mesh(), &[], &[route_all()]);
+        assert_eq!(filters(&plain, 0), [HTTP_CONNECTION_MANAGER_FILTER]);
+
+        let mut mtls = mesh();
+        if let Spec::Mesh(spec) = &mut mtls.spec {
+            spec.mtls = Some(model::mesh_pb::mesh::Mtls {
+                enabled_backend: "ca-1".into(),
+                ..Default::default()
+            });
+        }
+        let out = generate_with(&proxy, &mtls, &[], &[route_all()]);
+        assert_eq!(
+            filters(&out, 0),
+            [permissions::RBAC_FILTER, HTTP_CONNECTION_MANAGER_FILTER]
+        );
+        assert_eq!(
+            filters(&out, 1),
+            [TCP_PROXY_FILTER],
+            "outbounds get no RBAC"
         );
     }
 

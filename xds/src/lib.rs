@@ -6,6 +6,9 @@
 //! * [`mod@generate`]: from a proxy's Dataplane, its Mesh and the mesh's
 //!   Dataplanes in the zone, the Envoy listeners, clusters and load
 //!   assignments (envoy-types messages), grouped by xDS type URL.
+//! * [`policy`]: which TrafficPermission and TrafficRoute apply to an
+//!   inbound or outbound, and the RBAC filter, clusters, weights and load
+//!   balancers they turn into.
 //! * [`render`]: proto3 JSON/YAML of those messages (golden tests, Envoy
 //!   bootstraps, inspect output), through an embedded descriptor set of the
 //!   Envoy protos.
@@ -26,9 +29,11 @@ pub mod bootstrap;
 pub mod feed;
 pub mod generate;
 pub mod names;
+pub mod policy;
 pub mod render;
 
 pub use generate::{
     CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EnvoyResources, GenerateError, LISTENER_TYPE_URL,
     MeshContext, NamedResource, Protocol, generate,
 };
+pub use policy::routes::{RouteError, SkippedOutbound};

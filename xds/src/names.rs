@@ -4,6 +4,10 @@
 //! Other sidecars and Kuma's tooling see these names (stats, config dumps,
 //! SNI later), so they must match Kuma's byte for byte.
 
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
 /// `ip:port`, with an IPv6 address in brackets (Go's `net.JoinHostPort`).
 pub fn join_host_port(host: &str, port: u32) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -31,6 +35,25 @@ pub fn local_cluster(service_port: u32) -> String {
 /// Cluster of an outbound service: the service name itself.
 pub fn outbound_cluster(service: &str) -> String {
     service.to_string()
+}
+
+/// Cluster of a TrafficRoute destination (a tag subset of a service): the
+/// service alone when the subset has no other tag, else
+/// `{service}-{16 hex digits}`, the digits being the first 8 bytes of the
+/// SHA-256 of every tag's name then value, tags in name order (`kuma.io/service`
+/// included): Kuma's naming since 2.3.
+pub fn split_cluster(service: &str, tags: &BTreeMap<String, String>) -> String {
+    if tags.keys().all(|k| k == model::labels::tags::SERVICE) {
+        return outbound_cluster(service);
+    }
+    let mut hasher = Sha256::new();
+    for (key, value) in tags {
+        hasher.update(key.as_bytes());
+        hasher.update(value.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{service}-{hex}")
 }
 
 /// Inline route configuration of an inbound: `inbound:{service}`.
@@ -100,6 +123,35 @@ mod tests {
             "identity_cert:secret:default"
         );
         assert_eq!(mesh_ca_secret("default"), "mesh_ca:secret:default");
+    }
+
+    #[test]
+    fn split_clusters_hash_their_sorted_tags() {
+        let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            split_cluster("backend", &tags(&[("kuma.io/service", "backend")])),
+            "backend"
+        );
+        // Expected values: Python's hashlib over "kuma.io/servicebackendversionv1".
+        assert_eq!(
+            split_cluster(
+                "backend",
+                &tags(&[("version", "v1"), ("kuma.io/service", "backend")])
+            ),
+            "backend-154693772bc47249"
+        );
+        assert_eq!(
+            split_cluster(
+                "backend",
+                &tags(&[("kuma.io/service", "backend"), ("version", "v2")])
+            ),
+            "backend-5b73b3f4adf20020"
+        );
     }
 
     #[test]
