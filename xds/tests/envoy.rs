@@ -86,3 +86,44 @@ fn envoy_accepts_grpc_outbound() {
 fn envoy_accepts_outbound_without_instances() {
     validate("outbound_without_instances");
 }
+
+#[test]
+fn envoy_accepts_rbac_permission() {
+    validate("rbac_permission");
+}
+
+#[test]
+fn envoy_accepts_rbac_deny_all() {
+    validate("rbac_deny_all");
+}
+
+#[test]
+fn envoy_accepts_split_by_version() {
+    validate("split_by_version");
+}
+
+#[test]
+fn envoy_accepts_load_balancers() {
+    validate("load_balancers");
+}
+
+/// Why `policy::routes` refuses a ring hash whose minimum ring size is above
+/// its maximum: Envoy refuses the cluster (and with it the whole update).
+#[test]
+fn envoy_refuses_a_ring_hash_minimum_above_its_maximum() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbConfig;
+    use envoy_types::pb::google::protobuf::UInt64Value;
+    let mut resources = common::generate_case("load_balancers");
+    let cluster = resources
+        .clusters
+        .iter_mut()
+        .find(|c| c.name == "ring-hash")
+        .expect("ring-hash cluster");
+    let Some(LbConfig::RingHashLbConfig(config)) = &mut cluster.lb_config else {
+        panic!("no ring hash config: {cluster:?}");
+    };
+    config.minimum_ring_size = Some(UInt64Value { value: 2048 });
+    let err = envoy_validate("ring_hash_sizes", &static_bootstrap(&resources))
+        .expect_err("Envoy accepted a minimum ring size above the maximum");
+    assert!(err.contains("minimum_ring_size (2048) > maximum_ring_size (1024)"), "{err}");
+}

@@ -46,3 +46,23 @@ fn golden_grpc_outbound() {
 fn golden_outbound_without_instances() {
     check("outbound_without_instances");
 }
+
+#[test]
+fn golden_rbac_permission() {
+    check("rbac_permission");
+}
+
+#[test]
+fn golden_rbac_deny_all() {
+    check("rbac_deny_all");
+}
+
+#[test]
+fn golden_split_by_version() {
+    check("split_by_version");
+}
+
+#[test]
+fn golden_load_balancers() {
+    check("load_balancers");
+}

@@ -1,5 +1,6 @@
 //! The cases shared by the golden and the Envoy tests: `testdata/{case}.input.yaml`
-//! holds a Mesh and Dataplanes in kumactl YAML; the first Dataplane is the proxy.
+//! holds a Mesh, Dataplanes and policies in kumactl YAML; the first Dataplane
+//! is the proxy, every other resource is one of the mesh's policies.
 
 use std::path::PathBuf;
 
@@ -26,8 +27,16 @@ pub fn generate_case(case: &str) -> EnvoyResources {
         .filter(|r| r.kind() == ResourceType::Dataplane)
         .cloned()
         .collect();
-    xds::generate(proxy, &xds::MeshContext::new(mesh, &dataplanes))
-        .unwrap_or_else(|e| panic!("{case}: {e}"))
+    let policies: Vec<Resource> = resources
+        .iter()
+        .filter(|r| !matches!(r.kind(), ResourceType::Mesh | ResourceType::Dataplane))
+        .cloned()
+        .collect();
+    let context = xds::MeshContext {
+        policies: &policies,
+        ..xds::MeshContext::new(mesh, &dataplanes)
+    };
+    xds::generate(proxy, &context).unwrap_or_else(|e| panic!("{case}: {e}"))
 }
 
 fn find<'a>(resources: &'a [Resource], kind: ResourceType, case: &str) -> &'a Resource {
