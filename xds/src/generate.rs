@@ -356,7 +356,9 @@ pub fn generate(
         let ip = non_empty_or(&outbound.address, LOCALHOST);
         let listener_name = names::outbound_listener(ip, port);
         // A clash is an error even when an outbound is skipped.
-        if listeners.contains_key(&listener_name) || !outbound_listeners.insert(listener_name.clone()) {
+        if listeners.contains_key(&listener_name)
+            || !outbound_listeners.insert(listener_name.clone())
+        {
             return Err(GenerateError::DuplicateListener {
                 name: name.clone(),
                 field,
@@ -587,11 +589,13 @@ fn tcp_proxy(stat_prefix: &str, clusters: &[(&str, u32)]) -> Filter {
         _ => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
             clusters: clusters
                 .iter()
-                .map(|(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
-                    name: name.to_string(),
-                    weight: *weight,
-                    ..Default::default()
-                })
+                .map(
+                    |(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                        name: name.to_string(),
+                        weight: *weight,
+                        ..Default::default()
+                    },
+                )
                 .collect(),
         }),
     };
@@ -737,7 +741,8 @@ fn load_assignment(name: &str, instances: &[&Instance]) -> ClusterLoadAssignment
     let endpoints = if instances.is_empty() {
         Vec::new()
     } else {
-        let mut locality = locality_endpoints(instances.iter().map(|i| (i.address.as_str(), i.port)));
+        let mut locality =
+            locality_endpoints(instances.iter().map(|i| (i.address.as_str(), i.port)));
         for (endpoint, instance) in locality.lb_endpoints.iter_mut().zip(instances) {
             endpoint.metadata = lb_metadata(&instance.tags);
         }
@@ -965,12 +970,7 @@ mod tests {
             vec![inbound(0, "backend", None), inbound(82, "backend", None)],
             vec![],
         );
-        let out = generate_with(
-            &proxy,
-            &mesh(),
-            &[unready, elsewhere, ok],
-            &[route_all()],
-        );
+        let out = generate_with(&proxy, &mesh(), &[unready, elsewhere, ok], &[route_all()]);
         let endpoints = &out.load_assignments[0].endpoints[0].lb_endpoints;
         assert_eq!(endpoints.len(), 1, "{endpoints:?}");
     }
@@ -1014,7 +1014,10 @@ mod tests {
         }
         let out = generate_with(&proxy, &mesh(), &[], &[only_backend]);
         let listeners: Vec<_> = out.listeners.iter().map(|l| l.name.as_str()).collect();
-        assert_eq!(listeners, ["inbound:10.0.0.1:80", "outbound:127.0.0.1:10001"]);
+        assert_eq!(
+            listeners,
+            ["inbound:10.0.0.1:80", "outbound:127.0.0.1:10001"]
+        );
         assert_eq!(out.skipped.len(), 1);
         assert_eq!(
             out.skipped[0].to_string(),

@@ -125,5 +125,8 @@ fn envoy_refuses_a_ring_hash_minimum_above_its_maximum() {
     config.minimum_ring_size = Some(UInt64Value { value: 2048 });
     let err = envoy_validate("ring_hash_sizes", &static_bootstrap(&resources))
         .expect_err("Envoy accepted a minimum ring size above the maximum");
-    assert!(err.contains("minimum_ring_size (2048) > maximum_ring_size (1024)"), "{err}");
+    assert!(
+        err.contains("minimum_ring_size (2048) > maximum_ring_size (1024)"),
+        "{err}"
+    );
 }

@@ -61,7 +61,9 @@ pub enum LoadBalancer {
     #[default]
     RoundRobin,
     /// `choice_count`: `None` leaves Envoy's default (2).
-    LeastRequest { choice_count: Option<u32> },
+    LeastRequest {
+        choice_count: Option<u32>,
+    },
     RingHash {
         murmur: bool,
         min_ring_size: Option<u64>,
@@ -100,10 +102,7 @@ impl LoadBalancer {
                     maximum_ring_size: max_ring_size.map(|value| UInt64Value { value }),
                     hash_function: hash_function as i32,
                 };
-                (
-                    LbPolicy::RingHash,
-                    Some(LbConfig::RingHashLbConfig(config)),
-                )
+                (LbPolicy::RingHash, Some(LbConfig::RingHashLbConfig(config)))
             }
             LoadBalancer::Random => (LbPolicy::Random, None),
             LoadBalancer::Maglev => (LbPolicy::Maglev, None),
@@ -133,7 +132,9 @@ pub enum RouteError {
         "TrafficRoute {route}: conf.loadBalancer.ringHash.hashFunction: {value:?} is neither XX_HASH nor MURMUR_HASH_2"
     )]
     HashFunction { route: String, value: String },
-    #[error("TrafficRoute {route}: conf.loadBalancer.ringHash.{field}: {value} is above {MAX_RING_SIZE}")]
+    #[error(
+        "TrafficRoute {route}: conf.loadBalancer.ringHash.{field}: {value} is above {MAX_RING_SIZE}"
+    )]
     RingSizeTooLarge {
         route: String,
         field: &'static str,
@@ -152,8 +153,7 @@ pub fn resolve(
 ) -> Result<OutboundRoute, RouteError> {
     let name = route.name().to_string();
     let conf = route.spec.conf.clone().unwrap_or_default();
-    let entries: Vec<(&std::collections::HashMap<String, String>, u32)> = if conf.split.is_empty()
-    {
+    let entries: Vec<(&std::collections::HashMap<String, String>, u32)> = if conf.split.is_empty() {
         if conf.destination.is_empty() {
             Vec::new()
         } else {
@@ -254,7 +254,10 @@ fn load_balancer(route: &str, lb: Option<LbType>) -> Result<LoadBalancer, RouteE
 }
 
 /// Whether an instance with `instance_tags` belongs to the subset `subset`.
-pub fn in_subset(subset: &BTreeMap<String, String>, instance_tags: &BTreeMap<String, String>) -> bool {
+pub fn in_subset(
+    subset: &BTreeMap<String, String>,
+    instance_tags: &BTreeMap<String, String>,
+) -> bool {
     subset.iter().all(|(key, wanted)| {
         instance_tags
             .get(key)
@@ -515,7 +518,10 @@ mod tests {
             &subset,
             &with(&[("kuma.io/service", "backend"), ("version", "v1")])
         ));
-        assert!(!in_subset(&subset, &with(&[("kuma.io/service", "backend")])));
+        assert!(!in_subset(
+            &subset,
+            &with(&[("kuma.io/service", "backend")])
+        ));
         assert!(!in_subset(
             &subset,
             &with(&[("kuma.io/service", "web"), ("version", "v1")])
