@@ -17,16 +17,18 @@
 //!   filter of the inbound's TrafficPermission goes first on each inbound
 //!   ([`crate::policy::permissions`]).
 //! * `kuma.io/protocol` picks the filter: `http`, `http2`, `grpc` -> HTTP
-//!   connection manager with an inline route configuration (everything to the
-//!   cluster) and the router filter, `http2`/`grpc` clusters speak HTTP/2
-//!   upstream; `tcp`, `kafka`, absent or unknown -> tcp_proxy.
+//!   connection manager with an inline route configuration (an inbound's:
+//!   everything to the application; an outbound's: the route's `conf.http[]`
+//!   rules, then everything to its destinations, [`crate::policy::http`])
+//!   and the router filter, `http2`/`grpc` clusters speak HTTP/2 upstream;
+//!   `tcp`, `kafka`, absent or unknown -> tcp_proxy.
 //!
 //! TODO (later slices of issue 5, each its own module):
 //! * mTLS: `DownstreamTlsContext` on inbounds and `UpstreamTlsContext` (SNI,
 //!   ALPN `kuma`) on outbound clusters when the mesh enables a backend, with
 //!   the SDS secrets of [`crate::names::identity_cert_secret`] and
 //!   [`crate::names::mesh_ca_secret`]; PERMISSIVE mode chains.
-//! * TrafficRoute `conf.http[]` matches; locality grouping by `kuma.io/zone`.
+//! * Locality grouping by `kuma.io/zone`.
 //! * Transparent proxying, admin/metrics/probe/DNS listeners, timeouts,
 //!   inbound listener metadata (tags), HealthCheck, CircuitBreaker, ...
 
@@ -48,10 +50,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
-use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, route,
-    route_action, route_match, weighted_cluster,
-};
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
@@ -61,7 +60,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config,
 };
-use envoy_types::pb::google::protobuf::{Any, Duration, Struct, UInt32Value, Value, value};
+use envoy_types::pb::google::protobuf::{Any, Duration, Struct, Value, value};
 use envoy_types::util::pack_any;
 use model::labels::tags;
 use model::mesh_pb::dataplane::Networking;
@@ -70,7 +69,7 @@ use model::{Resource, ResourceType, Spec};
 
 use crate::names;
 use crate::policy::routes::{self, Destination, LoadBalancer, SkippedOutbound};
-use crate::policy::{self, permissions};
+use crate::policy::{self, http, permissions};
 
 /// `Any.type_url` and xDS type of listeners (LDS).
 pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -327,7 +326,7 @@ pub fn generate(
                 &names::stat_prefix(&cluster_name),
                 &names::inbound_route_config(service),
                 service,
-                &[(&cluster_name, 1)],
+                vec![http::catch_all(&[(&cluster_name, 1)])],
             )
         } else {
             tcp_proxy(&names::stat_prefix(&cluster_name), &[(&cluster_name, 1)])
@@ -381,12 +380,18 @@ pub fn generate(
             }
         };
         let targets: Vec<(&Destination, Vec<&Instance>)> = route
-            .destinations
-            .iter()
+            .all_destinations()
             .map(|d| (d, endpoints.in_subset(&d.service, &d.tags)))
             .collect();
         let protocol = common_protocol(targets.iter().flat_map(|(_, i)| i.iter().copied()));
-        for (destination, instances) in &targets {
+        // HTTP rules apply to HTTP outbounds only; a TCP one needs the
+        // route's own destinations alone (the last ones).
+        let used = if protocol.is_http() {
+            &targets[..]
+        } else {
+            &targets[targets.len() - route.destinations.len()..]
+        };
+        for (destination, instances) in used {
             clusters
                 .entry(destination.cluster.clone())
                 .or_insert_with(|| outbound_cluster(destination, protocol, &route.load_balancer));
@@ -394,20 +399,18 @@ pub fn generate(
                 .entry(destination.cluster.clone())
                 .or_insert_with(|| load_assignment(&destination.cluster, instances));
         }
-        let weighted: Vec<(&str, u32)> = route
-            .destinations
-            .iter()
-            .map(|d| (d.cluster.as_str(), d.weight))
-            .collect();
         let filter = if protocol.is_http() {
             http_connection_manager(
                 &names::stat_prefix(service),
                 &names::outbound_route_config(service),
                 service,
-                &weighted,
+                http::outbound_routes(&route),
             )
         } else {
-            tcp_proxy(&names::stat_prefix(service), &weighted)
+            tcp_proxy(
+                &names::stat_prefix(service),
+                &http::weights(&route.destinations),
+            )
         };
         let listener = listener(&listener_name, ip, port, TrafficDirection::Outbound, filter);
         insert_listener(&mut listeners, listener, name, &field)?;
@@ -614,39 +617,14 @@ fn http_connection_manager(
     stat_prefix: &str,
     route_config: &str,
     service: &str,
-    clusters: &[(&str, u32)],
+    routes: Vec<Route>,
 ) -> Filter {
-    let specifier = match clusters {
-        [(cluster, _)] => route_action::ClusterSpecifier::Cluster(cluster.to_string()),
-        _ => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
-            clusters: clusters
-                .iter()
-                .map(|(name, weight)| weighted_cluster::ClusterWeight {
-                    name: name.to_string(),
-                    weight: Some(UInt32Value { value: *weight }),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }),
-    };
-    let route = Route {
-        r#match: Some(RouteMatch {
-            path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
-            ..Default::default()
-        }),
-        action: Some(route::Action::Route(RouteAction {
-            cluster_specifier: Some(specifier),
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
     let route_config = RouteConfiguration {
         name: route_config.to_string(),
         virtual_hosts: vec![VirtualHost {
             name: names::virtual_host(service),
             domains: vec!["*".to_string()],
-            routes: vec![route],
+            routes,
             ..Default::default()
         }],
         ..Default::default()
@@ -1028,7 +1006,7 @@ mod tests {
         if let Spec::TrafficRoute(spec) = &mut broken.spec {
             spec.conf = Some(traffic_route::Conf {
                 split: vec![traffic_route::Split {
-                    weight: Some(UInt32Value { value: 0 }),
+                    weight: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 0 }),
                     destination: any_service(),
                 }],
                 ..Default::default()

@@ -130,3 +130,8 @@ fn envoy_refuses_a_ring_hash_minimum_above_its_maximum() {
         "{err}"
     );
 }
+
+#[test]
+fn envoy_accepts_http_rules() {
+    validate("http_rules");
+}

@@ -66,3 +66,8 @@ fn golden_split_by_version() {
 fn golden_load_balancers() {
     check("load_balancers");
 }
+
+#[test]
+fn golden_http_rules() {
+    check("http_rules");
+}

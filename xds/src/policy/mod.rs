@@ -11,8 +11,8 @@
 //!   tie goes to the newer policy (later `creationTime`), then, so that the
 //!   outcome never depends on input order, to the name that sorts first.
 //! * [`permissions`]: the RBAC network filter of a selected TrafficPermission.
-//! * [`routes`]: the clusters, weights and load balancer of a selected
-//!   TrafficRoute.
+//! * [`routes`]: the clusters, weights, HTTP rules and load balancer of a
+//!   selected TrafficRoute; [`http`]: the Envoy routes of an HTTP outbound.
 //!
 //! The proxy as a source: a selector matches when it matches the tags of one
 //! of the proxy's inbounds (or of its gateway), and its rank is the best over
@@ -25,6 +25,7 @@
 //! without tags, a TrafficRoute without `conf`. Policies of other meshes and
 //! resources of other types are ignored. Pure: no I/O.
 
+pub mod http;
 pub mod permissions;
 pub mod routes;
 

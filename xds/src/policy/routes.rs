@@ -11,13 +11,17 @@
 //!   no other tag, else `{service}-{hash}` ([`names::split_cluster`]); its
 //!   endpoints are the instances of the service whose tags match the subset
 //!   (`*` = the tag is present).
+//! * `conf.http[]`: [`HttpRule`]s, each a request match, optional
+//!   modifications and its own destinations (as above), tried in order before
+//!   the route's `split`/`destination` on HTTP outbounds (made into Envoy
+//!   routes by [`super::http`]); TCP outbounds use `split`/`destination` only.
 //! * `conf.loadBalancer` -> [`LoadBalancer`], set on every cluster of the
 //!   route (round robin when absent).
 //!
-//! A route that leaves nothing to forward to, or whose load balancer Envoy
-//! would refuse, is a [`RouteError`]: the outbound is skipped rather than the
-//! whole cluster update being refused by Envoy. `conf.http[]` is not
-//! supported yet (ignored). Pure: no I/O.
+//! A route that leaves nothing to forward to, or that Envoy would refuse (a
+//! load balancer or an HTTP rule it rejects, which would make it refuse the
+//! proxy's whole cluster or listener update), is a [`RouteError`]: the
+//! outbound is skipped instead. Pure: no I/O.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +33,11 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 use model::labels::tags;
 use model::mesh_pb::TrafficRoute;
+use model::mesh_pb::traffic_route::Split;
+use model::mesh_pb::traffic_route::http::r#match::StringMatcher;
+use model::mesh_pb::traffic_route::http::r#match::string_matcher::MatcherType;
+use model::mesh_pb::traffic_route::http::modify::{self, Headers};
+use model::mesh_pb::traffic_route::http::{Match, Modify};
 use model::mesh_pb::traffic_route::load_balancer::LbType;
 use model::selector::WILDCARD;
 
@@ -113,13 +122,37 @@ impl LoadBalancer {
 }
 
 /// What a TrafficRoute makes of one outbound.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboundRoute {
     /// The TrafficRoute's name.
     pub route: String,
+    /// At least one, each cluster once: where the traffic no HTTP rule
+    /// matches goes (all of it on TCP).
+    pub destinations: Vec<Destination>,
+    /// `conf.http[]`, in order.
+    pub http: Vec<HttpRule>,
+    pub load_balancer: LoadBalancer,
+}
+
+impl OutboundRoute {
+    /// Every destination: the HTTP rules' first, then the route's (a
+    /// cluster may appear more than once).
+    pub fn all_destinations(&self) -> impl Iterator<Item = &Destination> {
+        self.http
+            .iter()
+            .flat_map(|rule| &rule.destinations)
+            .chain(&self.destinations)
+    }
+}
+
+/// One `conf.http[]` entry of a TrafficRoute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRule {
+    /// Which requests (all of them when absent).
+    pub matcher: Option<Match>,
+    pub modify: Option<Modify>,
     /// At least one, each cluster once.
     pub destinations: Vec<Destination>,
-    pub load_balancer: LoadBalancer,
 }
 
 /// Why a selected TrafficRoute cannot be applied to an outbound; names the
@@ -144,6 +177,12 @@ pub enum RouteError {
         "TrafficRoute {route}: conf.loadBalancer.ringHash: minRingSize {min} is above maxRingSize {max}"
     )]
     RingSizes { route: String, min: u64, max: u64 },
+    #[error("TrafficRoute {route}: {field}: {reason}")]
+    Http {
+        route: String,
+        field: String,
+        reason: String,
+    },
 }
 
 /// The destinations and load balancer `route` gives the outbound to `service`.
@@ -153,14 +192,52 @@ pub fn resolve(
 ) -> Result<OutboundRoute, RouteError> {
     let name = route.name().to_string();
     let conf = route.spec.conf.clone().unwrap_or_default();
-    let entries: Vec<(&std::collections::HashMap<String, String>, u32)> = if conf.split.is_empty() {
-        if conf.destination.is_empty() {
+    let default = destinations(&conf.split, &conf.destination, service);
+    if default.is_empty() {
+        return Err(RouteError::NoDestination { route: name });
+    }
+    let mut http = Vec::new();
+    for (index, entry) in conf.http.into_iter().enumerate() {
+        let field = format!("conf.http[{index}]");
+        let destinations = destinations(&entry.split, &entry.destination, service);
+        if destinations.is_empty() {
+            return Err(http_error(
+                &name,
+                field,
+                "no destination with a weight above 0",
+            ));
+        }
+        check_http_rule(&name, &field, entry.r#match.as_ref(), entry.modify.as_ref())?;
+        http.push(HttpRule {
+            matcher: entry.r#match,
+            modify: entry.modify,
+            destinations,
+        });
+    }
+    let load_balancer = load_balancer(&name, conf.load_balancer.and_then(|lb| lb.lb_type))?;
+    Ok(OutboundRoute {
+        route: name,
+        destinations: default,
+        http,
+        load_balancer,
+    })
+}
+
+/// The destinations of `split` (entries of weight 0 dropped, equal subsets
+/// merged), or else of `destination`; empty when neither gives one.
+fn destinations(
+    split: &[Split],
+    destination: &std::collections::HashMap<String, String>,
+    service: &str,
+) -> Vec<Destination> {
+    let entries: Vec<(&std::collections::HashMap<String, String>, u32)> = if split.is_empty() {
+        if destination.is_empty() {
             Vec::new()
         } else {
-            vec![(&conf.destination, SINGLE_DESTINATION_WEIGHT)]
+            vec![(destination, SINGLE_DESTINATION_WEIGHT)]
         }
     } else {
-        conf.split
+        split
             .iter()
             .map(|s| (&s.destination, s.weight.as_ref().map_or(0, |w| w.value)))
             .collect()
@@ -190,15 +267,106 @@ pub fn resolve(
             }),
         }
     }
-    if destinations.is_empty() {
-        return Err(RouteError::NoDestination { route: name });
+    destinations
+}
+
+fn http_error(route: &str, field: String, reason: impl Into<String>) -> RouteError {
+    RouteError::Http {
+        route: route.to_string(),
+        field,
+        reason: reason.into(),
     }
-    let load_balancer = load_balancer(&name, conf.load_balancer.and_then(|lb| lb.lb_type))?;
-    Ok(OutboundRoute {
-        route: name,
-        destinations,
-        load_balancer,
-    })
+}
+
+/// Refuses what Envoy would refuse in an HTTP rule: a regex that does not
+/// compile (checked with the `regex` crate, whose syntax RE2's matches for
+/// the features both have), a prefix rewrite after a regex path match, an
+/// empty header name, a pseudo-header (`:path`, ...) or `host` to add or
+/// remove.
+fn check_http_rule(
+    route: &str,
+    field: &str,
+    matcher: Option<&Match>,
+    modify: Option<&Modify>,
+) -> Result<(), RouteError> {
+    let check_regex = |field: String, pattern: &str| match regex::Regex::new(pattern) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(http_error(
+            route,
+            field,
+            format!("{pattern:?} is not a valid regex: {e}"),
+        )),
+    };
+    let check_matcher = |field: String, matcher: &StringMatcher| match &matcher.matcher_type {
+        Some(MatcherType::Regex(pattern)) => check_regex(field, pattern),
+        _ => Ok(()),
+    };
+    let mut path_is_regex = false;
+    if let Some(m) = matcher {
+        if let Some(method) = &m.method {
+            check_matcher(format!("{field}.match.method.regex"), method)?;
+        }
+        if let Some(path) = &m.path {
+            path_is_regex = matches!(path.matcher_type, Some(MatcherType::Regex(_)));
+            check_matcher(format!("{field}.match.path.regex"), path)?;
+        }
+        for (name, header) in &m.headers {
+            if name.is_empty() {
+                return Err(http_error(
+                    route,
+                    format!("{field}.match.headers"),
+                    "a header name cannot be empty",
+                ));
+            }
+            check_matcher(format!("{field}.match.headers[{name:?}].regex"), header)?;
+        }
+    }
+    let Some(modify) = modify else {
+        return Ok(());
+    };
+    match modify.path.as_ref().and_then(|p| p.r#type.as_ref()) {
+        Some(modify::path::Type::RewritePrefix(_)) if path_is_regex => {
+            return Err(http_error(
+                route,
+                format!("{field}.modify.path.rewritePrefix"),
+                "cannot follow a regex path match",
+            ));
+        }
+        Some(modify::path::Type::Regex(r)) => {
+            check_regex(format!("{field}.modify.path.regex.pattern"), &r.pattern)?;
+        }
+        _ => {}
+    }
+    if let Some(modify::host::Type::FromPath(r)) =
+        modify.host.as_ref().and_then(|h| h.r#type.as_ref())
+    {
+        check_regex(format!("{field}.modify.host.fromPath.pattern"), &r.pattern)?;
+    }
+    let check_headers = |which: &str, headers: Option<&Headers>| {
+        let Some(headers) = headers else {
+            return Ok(());
+        };
+        let names = headers
+            .add
+            .iter()
+            .map(|a| ("add", a.name.as_str()))
+            .chain(headers.remove.iter().map(|r| ("remove", r.name.as_str())));
+        for (op, name) in names {
+            let refused = name.is_empty()
+                || name.starts_with(':')
+                || (which == "requestHeaders" && name.eq_ignore_ascii_case("host"));
+            if refused {
+                return Err(http_error(
+                    route,
+                    format!("{field}.modify.{which}.{op}"),
+                    format!("header {name:?} cannot be modified"),
+                ));
+            }
+        }
+        Ok(())
+    };
+    check_headers("requestHeaders", modify.request_headers.as_ref())?;
+    check_headers("responseHeaders", modify.response_headers.as_ref())
 }
 
 fn load_balancer(route: &str, lb: Option<LbType>) -> Result<LoadBalancer, RouteError> {
@@ -498,6 +666,136 @@ mod tests {
             ring("", 0, 512),
             "TrafficRoute r: conf.loadBalancer.ringHash: minRingSize 1024 is above maxRingSize 512",
             "Envoy's default minimum counts"
+        );
+    }
+
+    #[test]
+    fn http_rules_keep_their_order_and_destinations() {
+        use model::mesh_pb::traffic_route::Http;
+        let out = resolve_conf(
+            Conf {
+                destination: map(&[("kuma.io/service", "*")]),
+                http: vec![
+                    Http {
+                        split: vec![split(1, &[("kuma.io/service", "*"), ("version", "v2")])],
+                        ..Default::default()
+                    },
+                    Http {
+                        destination: map(&[("kuma.io/service", "legacy")]),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+            "backend",
+        )
+        .unwrap();
+        let clusters: Vec<_> = out.all_destinations().map(|d| d.cluster.as_str()).collect();
+        assert_eq!(clusters, ["backend-5b73b3f4adf20020", "legacy", "backend"]);
+        assert_eq!(out.http.len(), 2);
+    }
+
+    #[test]
+    fn http_rules_envoy_would_refuse_are_errors() {
+        use model::mesh_pb::traffic_route::Http;
+        use model::mesh_pb::traffic_route::http::r#match::{StringMatcher, string_matcher};
+        use model::mesh_pb::traffic_route::http::modify::{Headers, Path, headers, path};
+        use model::mesh_pb::traffic_route::http::{Match, Modify};
+        let with = |r#match: Option<Match>, modify: Option<Modify>| {
+            resolve_conf(
+                Conf {
+                    destination: map(&[("kuma.io/service", "*")]),
+                    http: vec![
+                        Http {
+                            destination: map(&[("kuma.io/service", "*")]),
+                            ..Default::default()
+                        },
+                        Http {
+                            r#match,
+                            modify,
+                            destination: map(&[("kuma.io/service", "*")]),
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                },
+                "backend",
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        let regex = |r: &str| StringMatcher {
+            matcher_type: Some(string_matcher::MatcherType::Regex(r.into())),
+        };
+        assert_eq!(
+            with(
+                Some(Match {
+                    path: Some(regex("^/(unclosed")),
+                    ..Default::default()
+                }),
+                None
+            )
+            .unwrap_err()
+            .lines()
+            .next()
+            .unwrap(),
+            "TrafficRoute r: conf.http[1].match.path.regex: \"^/(unclosed\" is not a valid regex: regex parse error:"
+        );
+        let rewrite = Some(Modify {
+            path: Some(Path {
+                r#type: Some(path::Type::RewritePrefix("/v2".into())),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            with(
+                Some(Match {
+                    path: Some(regex("^/v1")),
+                    ..Default::default()
+                }),
+                rewrite.clone()
+            ),
+            Err(
+                "TrafficRoute r: conf.http[1].modify.path.rewritePrefix: cannot follow a regex path match"
+                    .into()
+            )
+        );
+        assert_eq!(with(None, rewrite), Ok(()));
+        let add = |name: &str| {
+            Some(Modify {
+                request_headers: Some(Headers {
+                    add: vec![headers::Add {
+                        name: name.into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            with(None, add("Host")),
+            Err(
+                "TrafficRoute r: conf.http[1].modify.requestHeaders.add: header \"Host\" cannot be modified"
+                    .into()
+            )
+        );
+        assert!(with(None, add(":path")).is_err());
+        assert_eq!(with(None, add("x-ok")), Ok(()));
+        let none = resolve_conf(
+            Conf {
+                destination: map(&[("kuma.io/service", "*")]),
+                http: vec![Http {
+                    split: vec![split(0, &[("kuma.io/service", "*")])],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            "backend",
+        );
+        assert_eq!(
+            none.unwrap_err().to_string(),
+            "TrafficRoute r: conf.http[0]: no destination with a weight above 0"
         );
     }
 
