@@ -185,7 +185,9 @@ mod tests {
     use model::mesh_pb::dataplane::Networking;
     use model::mesh_pb::dataplane::networking::Inbound;
     use model::mesh_pb::dataplane::networking::Outbound;
-    use model::mesh_pb::{Dataplane, Mesh, Selector, TrafficRoute, traffic_route};
+    use model::mesh_pb::{
+        Dataplane, Mesh, Selector, TrafficPermission, TrafficRoute, traffic_route,
+    };
     use store::memory::MemoryStore;
 
     use super::*;
@@ -259,6 +261,27 @@ mod tests {
                 .map(|l| l.lb_endpoints.len())
                 .sum(),
         )
+    }
+
+    /// The policy names of the RBAC filter of `node`'s first listener, if
+    /// it has one.
+    fn rbac_policies(cache: &SnapshotCache, node: &str) -> Option<Vec<String>> {
+        use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+        use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac;
+        use prost::Message;
+        let snapshot = cache.get(node)?;
+        let listener = snapshot.resources().listeners.first()?.clone();
+        let filter = listener.filter_chains.first()?.filters.first()?.clone();
+        if filter.name != crate::policy::permissions::RBAC_FILTER {
+            return None;
+        }
+        let Some(ConfigType::TypedConfig(any)) = filter.config_type else {
+            return None;
+        };
+        let rbac = Rbac::decode(any.value.as_slice()).ok()?;
+        let mut names: Vec<String> = rbac.rules?.policies.into_keys().collect();
+        names.sort();
+        Some(names)
     }
 
     async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
@@ -341,6 +364,54 @@ mod tests {
             .expect("store write");
         eventually("the outbound gone with its route", || {
             endpoints(&cache, "default.web-1", "backend").is_none()
+        })
+        .await;
+
+        // TrafficPermissions count once the mesh enables mTLS: first the
+        // RBAC filter denies all, then it names the permission.
+        let mesh_key = ResourceKey::new(ResourceType::Mesh, "", "default");
+        let mut mesh = store
+            .get_stored(&mesh_key)
+            .await
+            .expect("store read")
+            .expect("mesh stored")
+            .resource;
+        if let Spec::Mesh(spec) = &mut mesh.spec {
+            spec.mtls = Some(model::mesh_pb::mesh::Mtls {
+                enabled_backend: "ca-1".into(),
+                backends: vec![model::mesh_pb::CertificateAuthorityBackend {
+                    name: "ca-1".into(),
+                    r#type: "builtin".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+        store.update(mesh).await.expect("store write");
+        eventually("RBAC without policies", || {
+            rbac_policies(&cache, "default.backend-1") == Some(Vec::new())
+        })
+        .await;
+        store
+            .create(
+                Resource::new(
+                    "default",
+                    "allow-web",
+                    Spec::TrafficPermission(TrafficPermission {
+                        sources: vec![Selector {
+                            r#match: [("kuma.io/service".into(), "web".into())].into(),
+                        }],
+                        destinations: vec![Selector {
+                            r#match: [("kuma.io/service".into(), "backend".into())].into(),
+                        }],
+                    }),
+                ),
+                None,
+            )
+            .await
+            .expect("store write");
+        eventually("RBAC naming the permission", || {
+            rbac_policies(&cache, "default.backend-1") == Some(vec!["allow-web".to_string()])
         })
         .await;
 
