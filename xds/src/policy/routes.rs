@@ -282,7 +282,7 @@ fn http_error(route: &str, field: String, reason: impl Into<String>) -> RouteErr
 /// compile (checked with the `regex` crate, whose syntax RE2's matches for
 /// the features both have), a prefix rewrite after a regex path match, an
 /// empty header name, a pseudo-header (`:path`, ...) or `host` to add or
-/// remove.
+/// remove, NUL, CR or LF in a header name or value, a host or a prefix.
 fn check_http_rule(
     route: &str,
     field: &str,
@@ -297,50 +297,69 @@ fn check_http_rule(
             format!("{pattern:?} is not a valid regex: {e}"),
         )),
     };
+    // Envoy's header name and value rule: no NUL, CR or LF.
+    let check_text = |field: String, what: &str, text: &str| {
+        if text.contains(['\0', '\r', '\n']) {
+            Err(http_error(
+                route,
+                field,
+                format!("{what} {text:?} contains NUL, CR or LF"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
     let check_matcher = |field: String, matcher: &StringMatcher| match &matcher.matcher_type {
-        Some(MatcherType::Regex(pattern)) => check_regex(field, pattern),
-        _ => Ok(()),
+        Some(MatcherType::Regex(pattern)) => check_regex(format!("{field}.regex"), pattern),
+        Some(MatcherType::Exact(text) | MatcherType::Prefix(text)) => {
+            check_text(field, "value", text)
+        }
+        None => Ok(()),
     };
     let mut path_is_regex = false;
     if let Some(m) = matcher {
         if let Some(method) = &m.method {
-            check_matcher(format!("{field}.match.method.regex"), method)?;
+            check_matcher(format!("{field}.match.method"), method)?;
         }
         if let Some(path) = &m.path {
             path_is_regex = matches!(path.matcher_type, Some(MatcherType::Regex(_)));
-            check_matcher(format!("{field}.match.path.regex"), path)?;
+            if let Some(MatcherType::Regex(pattern)) = &path.matcher_type {
+                check_regex(format!("{field}.match.path.regex"), pattern)?;
+            }
         }
         for (name, header) in &m.headers {
+            let at = format!("{field}.match.headers[{name:?}]");
             if name.is_empty() {
-                return Err(http_error(
-                    route,
-                    format!("{field}.match.headers"),
-                    "a header name cannot be empty",
-                ));
+                return Err(http_error(route, at, "a header name cannot be empty"));
             }
-            check_matcher(format!("{field}.match.headers[{name:?}].regex"), header)?;
+            check_text(at.clone(), "header name", name)?;
+            check_matcher(at, header)?;
         }
     }
     let Some(modify) = modify else {
         return Ok(());
     };
     match modify.path.as_ref().and_then(|p| p.r#type.as_ref()) {
-        Some(modify::path::Type::RewritePrefix(_)) if path_is_regex => {
-            return Err(http_error(
-                route,
-                format!("{field}.modify.path.rewritePrefix"),
-                "cannot follow a regex path match",
-            ));
+        Some(modify::path::Type::RewritePrefix(prefix)) => {
+            let at = format!("{field}.modify.path.rewritePrefix");
+            if path_is_regex {
+                return Err(http_error(route, at, "cannot follow a regex path match"));
+            }
+            check_text(at, "prefix", prefix)?;
         }
         Some(modify::path::Type::Regex(r)) => {
             check_regex(format!("{field}.modify.path.regex.pattern"), &r.pattern)?;
         }
-        _ => {}
+        None => {}
     }
-    if let Some(modify::host::Type::FromPath(r)) =
-        modify.host.as_ref().and_then(|h| h.r#type.as_ref())
-    {
-        check_regex(format!("{field}.modify.host.fromPath.pattern"), &r.pattern)?;
+    match modify.host.as_ref().and_then(|h| h.r#type.as_ref()) {
+        Some(modify::host::Type::Value(host)) => {
+            check_text(format!("{field}.modify.host.value"), "host", host)?;
+        }
+        Some(modify::host::Type::FromPath(r)) => {
+            check_regex(format!("{field}.modify.host.fromPath.pattern"), &r.pattern)?;
+        }
+        None => {}
     }
     let check_headers = |which: &str, headers: Option<&Headers>| {
         let Some(headers) = headers else {
@@ -349,19 +368,27 @@ fn check_http_rule(
         let names = headers
             .add
             .iter()
-            .map(|a| ("add", a.name.as_str()))
-            .chain(headers.remove.iter().map(|r| ("remove", r.name.as_str())));
-        for (op, name) in names {
+            .map(|a| ("add", a.name.as_str(), a.value.as_str()))
+            .chain(
+                headers
+                    .remove
+                    .iter()
+                    .map(|r| ("remove", r.name.as_str(), "")),
+            );
+        for (op, name, value) in names {
+            let at = format!("{field}.modify.{which}.{op}");
             let refused = name.is_empty()
                 || name.starts_with(':')
                 || (which == "requestHeaders" && name.eq_ignore_ascii_case("host"));
             if refused {
                 return Err(http_error(
                     route,
-                    format!("{field}.modify.{which}.{op}"),
+                    at,
                     format!("header {name:?} cannot be modified"),
                 ));
             }
+            check_text(at.clone(), "header name", name)?;
+            check_text(at, "header value", value)?;
         }
         Ok(())
     };
@@ -781,6 +808,17 @@ mod tests {
             )
         );
         assert!(with(None, add(":path")).is_err());
+        let mut injected = add("x-ok");
+        if let Some(headers) = injected.as_mut().and_then(|m| m.request_headers.as_mut()) {
+            headers.add[0].value = "a\r\nx-evil: 1".into();
+        }
+        assert_eq!(
+            with(None, injected),
+            Err(
+                "TrafficRoute r: conf.http[1].modify.requestHeaders.add: header value \"a\\r\\nx-evil: 1\" contains NUL, CR or LF"
+                    .into()
+            )
+        );
         assert_eq!(with(None, add("x-ok")), Ok(()));
         let none = resolve_conf(
             Conf {
