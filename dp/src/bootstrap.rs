@@ -525,6 +525,102 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
+    /// A CA and a server certificate for 127.0.0.1 signed by it, as PEM.
+    fn test_pki() -> (String, String, String) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+        (ca_cert.pem(), server_cert.pem(), server_key.serialize_pem())
+    }
+
+    /// The HTTPS stand-in: serves `router` with the given certificate; returns its URL.
+    async fn fake_tls_cp(router: Router, cert_pem: &str, key_pem: &str) -> String {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let router = router.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(router);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        format!("https://{addr}")
+    }
+
+    #[tokio::test]
+    async fn https_with_the_ca_or_skip_verify_and_the_ca_is_sent() {
+        let (ca, cert, key) = test_pki();
+        let router = Router::new().route(
+            "/bootstrap",
+            post(|body: axum::Json<Value>| async move {
+                let yaml = format!("caCert: {}\n", body["caCert"].is_string());
+                json!({"bootstrap": STANDARD.encode(yaml)}).to_string()
+            }),
+        );
+        let cp = fake_tls_cp(router, &cert, &key).await;
+
+        let mut with_ca = config(&cp);
+        with_ca.ca_cert = Some(ca.clone());
+        let bootstrap = fetch(&with_ca, &VersionInfo::default(), "/w")
+            .await
+            .unwrap();
+        assert_eq!(bootstrap.yaml, "caCert: true\n");
+
+        let mut untrusted = config(&cp);
+        untrusted.retry_max_duration = Duration::from_millis(100);
+        let err = fetch(&untrusted, &VersionInfo::default(), "/w")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+
+        let mut skip = config(&cp);
+        skip.skip_verify = true;
+        let bootstrap = fetch(&skip, &VersionInfo::default(), "/w").await.unwrap();
+        assert_eq!(bootstrap.yaml, "caCert: false\n");
+
+        let mut garbage = config(&cp);
+        garbage.ca_cert = Some("not a PEM".into());
+        let err = fetch(&garbage, &VersionInfo::default(), "/w")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("--ca-cert-file"), "{err}");
+    }
+
     #[tokio::test]
     async fn an_unreachable_control_plane_is_given_up_naming_it_and_the_cause() {
         // A port that was free a moment ago: nothing listens there.
