@@ -179,6 +179,10 @@ fn test(nextest_args: &[String]) -> Result<()> {
         std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
         &["nextest", "--version"],
     );
+    // The e2e tests run the built kuma-global, kuma-zone, kumactl and kuma-dp from the target
+    // dir. Cargo builds a package's binaries when its integration tests are built, and each of
+    // these packages (global, zone, ctl, dp) has a `tests/` dir, so `--workspace` builds them
+    // all before any test runs. A new binary used by e2e needs an integration test too.
     if nextest {
         steps.run("tests (nextest)", || {
             let mut command = cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]);

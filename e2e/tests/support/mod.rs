@@ -4,13 +4,15 @@
 //!
 //! The binaries are taken from the target dir this test was built into
 //! (`<target>/<profile>/kuma-global`, ...): build them first with
-//! `cargo build -p global -p zone -p ctl` (`cargo xtask test` builds every binary).
+//! `cargo build -p global -p zone -p ctl -p dp` (`cargo xtask test` builds every binary).
 //!
 //! Every child is SIGKILLed when the [`Federation`] is dropped, also when the test panics; a
 //! panicking test gets the tail of every log on stderr first. Waiting is always a polled
 //! condition with a deadline ([`eventually`]), never a fixed sleep.
 
 #![allow(dead_code)]
+
+pub mod dp;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -103,7 +105,7 @@ fn binary(name: &str, package: &str) -> PathBuf {
     let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
-        "{name} is not built: {} is missing; run `cargo build -p global -p zone -p ctl` (package `{package}`); `cargo xtask test` builds every binary",
+        "{name} is not built: {} is missing; run `cargo build -p global -p zone -p ctl -p dp` (package `{package}`); `cargo xtask test` builds every binary",
         bin.display()
     );
     bin
