@@ -88,7 +88,7 @@ pub enum CaError {
         mesh: String,
         backend: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 
@@ -210,7 +210,7 @@ impl BackendRef<'_> {
         CaError::Store {
             mesh: self.mesh.to_string(),
             backend: self.backend.name.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
