@@ -14,11 +14,14 @@
 //!   cluster) and the router filter, `http2`/`grpc` clusters speak HTTP/2
 //!   upstream; `tcp`, `kafka`, absent or unknown -> tcp_proxy.
 //!
+//! * mTLS (when the mesh enables a backend; [`crate::tls`]): a
+//!   `DownstreamTlsContext` on every inbound listener, an
+//!   `UpstreamTlsContext` (SNI, ALPN `kuma`) on every outbound EDS cluster,
+//!   and the SDS secrets both reference, from [`MeshContext::tls`] and
+//!   [`MeshContext::identity`].
+//!
 //! TODO (later slices of issue 5, each its own module):
-//! * mTLS: `DownstreamTlsContext` on inbounds and `UpstreamTlsContext` (SNI,
-//!   ALPN `kuma`) on outbound clusters when the mesh enables a backend, with
-//!   the SDS secrets of [`crate::names::identity_cert_secret`] and
-//!   [`crate::names::mesh_ca_secret`]; PERMISSIVE mode chains.
+//! * mTLS PERMISSIVE mode chains.
 //! * TrafficPermission: the RBAC network filter first on each inbound.
 //! * TrafficRoute: the route per outbound (an outbound without one is
 //!   skipped in Kuma), splits into per-subset clusters, load balancers;
@@ -67,6 +70,8 @@ use model::mesh_pb::dataplane::networking::inbound::State;
 use model::{Resource, ResourceType, Spec};
 
 use crate::names;
+use crate::tls::{self, MeshTls, ProxyIdentity};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
 /// `Any.type_url` and xDS type of listeners (LDS).
 pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -116,6 +121,10 @@ pub enum GenerateError {
     },
     #[error("dataplane {name}: {field}: mandatory tag \"kuma.io/service\" is missing")]
     MissingService { name: String, field: String },
+    #[error(
+        "dataplane {name}: mesh {mesh} enables mTLS but no certificate was given for the proxy"
+    )]
+    MtlsWithoutCertificates { name: String, mesh: String },
     #[error("dataplane {name}: {field}: listener {listener} is already defined")]
     DuplicateListener {
         name: String,
@@ -201,6 +210,8 @@ pub struct EnvoyResources {
     pub clusters: Vec<Cluster>,
     /// The EDS resources of the EDS clusters (static clusters carry theirs inline).
     pub load_assignments: Vec<ClusterLoadAssignment>,
+    /// The SDS secrets (mTLS): the proxy's certificate and the mesh CA.
+    pub secrets: Vec<Secret>,
 }
 
 impl EnvoyResources {
@@ -219,10 +230,15 @@ impl EnvoyResources {
             name: a.cluster_name.clone(),
             resource: pack_any(a.clone()),
         });
+        let secrets = self.secrets.iter().map(|s| NamedResource {
+            name: s.name.clone(),
+            resource: pack_any(s.clone()),
+        });
         BTreeMap::from([
             (LISTENER_TYPE_URL, listeners.collect()),
             (CLUSTER_TYPE_URL, clusters.collect()),
             (ENDPOINT_TYPE_URL, load_assignments.collect()),
+            (tls::SECRET_TYPE_URL, secrets.collect()),
         ])
     }
 }
@@ -240,6 +256,10 @@ pub struct MeshContext<'a> {
     /// The mesh's policies, of any type and in any order (TrafficPermission,
     /// TrafficRoute, ...); generation picks the types it knows.
     pub policies: &'a [Resource],
+    /// The mesh CA bundle, when the mesh enables mTLS.
+    pub tls: Option<&'a MeshTls>,
+    /// The proxy's own certificate, when the mesh enables mTLS.
+    pub identity: Option<&'a ProxyIdentity>,
 }
 
 impl<'a> MeshContext<'a> {
@@ -249,6 +269,8 @@ impl<'a> MeshContext<'a> {
             mesh,
             dataplanes,
             policies: &[],
+            tls: None,
+            identity: None,
         }
     }
 }
@@ -260,7 +282,7 @@ pub fn generate(
     context: &MeshContext<'_>,
 ) -> Result<EnvoyResources, GenerateError> {
     let (mesh, dataplanes) = (context.mesh, context.dataplanes);
-    let Spec::Mesh(_) = &mesh.spec else {
+    let Spec::Mesh(mesh_spec) = &mesh.spec else {
         return Err(GenerateError::NotAMesh {
             kind: mesh.kind(),
             name: mesh.meta.name.clone(),
@@ -278,6 +300,21 @@ pub fn generate(
     }
     let endpoints = EndpointIndex::build(&mesh.meta.name, dataplanes)?;
     let name = &proxy.meta.name;
+    // mTLS: on when the mesh enables a backend, and then never without certificates.
+    let mtls = match (
+        ca::enabled_backend(mesh_spec),
+        context.tls,
+        context.identity,
+    ) {
+        (None, _, _) => None,
+        (Some(_), Some(tls), Some(identity)) => Some((tls, identity)),
+        (Some(_), _, _) => {
+            return Err(GenerateError::MtlsWithoutCertificates {
+                name: name.clone(),
+                mesh: mesh.meta.name.clone(),
+            });
+        }
+    };
 
     let mut listeners = BTreeMap::new();
     let mut clusters = BTreeMap::new();
@@ -316,7 +353,12 @@ pub fn generate(
         } else {
             tcp_proxy(&names::stat_prefix(&cluster_name), &cluster_name)
         };
-        let listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
+        let mut listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
+        if mtls.is_some() {
+            for chain in &mut listener.filter_chains {
+                chain.transport_socket = Some(tls::downstream(&mesh.meta.name));
+            }
+        }
         insert_listener(&mut listeners, listener, name, &field)?;
     }
 
@@ -336,9 +378,14 @@ pub fn generate(
         let protocol = common_protocol(instances);
         let cluster_name = names::outbound_cluster(service);
 
-        clusters
-            .entry(cluster_name.clone())
-            .or_insert_with(|| eds_cluster(&cluster_name, protocol));
+        clusters.entry(cluster_name.clone()).or_insert_with(|| {
+            let mut cluster = eds_cluster(&cluster_name, protocol);
+            if mtls.is_some() {
+                let subset = BTreeMap::new();
+                cluster.transport_socket = Some(tls::upstream(&mesh.meta.name, service, &subset));
+            }
+            cluster
+        });
         load_assignments
             .entry(cluster_name.clone())
             .or_insert_with(|| load_assignment(&cluster_name, instances));
@@ -361,6 +408,9 @@ pub fn generate(
         listeners: listeners.into_values().collect(),
         clusters: clusters.into_values().collect(),
         load_assignments: load_assignments.into_values().collect(),
+        secrets: mtls
+            .map(|(t, identity)| tls::secrets(&mesh.meta.name, t, identity))
+            .unwrap_or_default(),
     })
 }
 

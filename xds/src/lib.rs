@@ -6,6 +6,8 @@
 //! * [`mod@generate`]: from a proxy's Dataplane, its Mesh and the mesh's
 //!   Dataplanes in the zone, the Envoy listeners, clusters and load
 //!   assignments (envoy-types messages), grouped by xDS type URL.
+//! * [`tls`]: mesh mTLS in the generated config: the inbound and outbound
+//!   TLS transport sockets and the SDS secrets (certificates are input).
 //! * [`render`]: proto3 JSON/YAML of those messages (golden tests, Envoy
 //!   bootstraps, inspect output), through an embedded descriptor set of the
 //!   Envoy protos.
@@ -27,8 +29,10 @@ pub mod feed;
 pub mod generate;
 pub mod names;
 pub mod render;
+pub mod tls;
 
 pub use generate::{
     CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EnvoyResources, GenerateError, LISTENER_TYPE_URL,
     MeshContext, NamedResource, Protocol, generate,
 };
+pub use tls::{MeshTls, ProxyIdentity, SECRET_TYPE_URL};

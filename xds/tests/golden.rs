@@ -46,3 +46,8 @@ fn golden_grpc_outbound() {
 fn golden_outbound_without_instances() {
     check("outbound_without_instances");
 }
+
+#[test]
+fn golden_mtls_strict() {
+    check("mtls_strict");
+}

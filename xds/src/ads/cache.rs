@@ -75,6 +75,7 @@ impl Snapshot {
             ENDPOINT_TYPE_URL => {
                 self.resources.load_assignments == previous.resources.load_assignments
             }
+            crate::tls::SECRET_TYPE_URL => self.resources.secrets == previous.resources.secrets,
             _ => false,
         };
         let keep: Vec<(&'static str, String)> = previous

@@ -1,5 +1,7 @@
 //! The cases shared by the golden and the Envoy tests: `testdata/{case}.input.yaml`
 //! holds a Mesh and Dataplanes in kumactl YAML; the first Dataplane is the proxy.
+//! When the Mesh enables mTLS, the proxy's certificate and the CA are the fixed test
+//! ones in `testdata/mtls_identity.{pem,key}` and `testdata/mtls_ca.pem`.
 
 use std::path::PathBuf;
 
@@ -26,8 +28,28 @@ pub fn generate_case(case: &str) -> EnvoyResources {
         .filter(|r| r.kind() == ResourceType::Dataplane)
         .cloned()
         .collect();
-    xds::generate(proxy, &xds::MeshContext::new(mesh, &dataplanes))
-        .unwrap_or_else(|e| panic!("{case}: {e}"))
+    let (tls, identity) = test_certificates();
+    let mut context = xds::MeshContext::new(mesh, &dataplanes);
+    context.tls = Some(&tls);
+    context.identity = Some(&identity);
+    xds::generate(proxy, &context).unwrap_or_else(|e| panic!("{case}: {e}"))
+}
+
+/// The fixed test CA and proxy certificate (generation uses them only when the mesh
+/// enables mTLS).
+pub fn test_certificates() -> (xds::MeshTls, xds::ProxyIdentity) {
+    let read = |file: &str| {
+        std::fs::read_to_string(testdata(file)).unwrap_or_else(|e| panic!("reading {file}: {e}"))
+    };
+    (
+        xds::MeshTls {
+            ca_bundle_pem: read("mtls_ca.pem"),
+        },
+        xds::ProxyIdentity {
+            cert_chain_pem: read("mtls_identity.pem"),
+            key_pem: read("mtls_identity.key"),
+        },
+    )
 }
 
 fn find<'a>(resources: &'a [Resource], kind: ResourceType, case: &str) -> &'a Resource {
