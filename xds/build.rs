@@ -22,6 +22,7 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/config/bootstrap/v3/bootstrap.proto",
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+    "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

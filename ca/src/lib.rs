@@ -36,6 +36,8 @@ use sha2::{Digest, Sha256};
 use store::{ResourceStore, StoreError};
 
 pub use issue::{WorkloadCert, issue, workload_sans};
+/// `mtls.backends[].mode`: STRICT (default) or PERMISSIVE.
+pub use model::mesh_pb::certificate_authority_backend::Mode;
 
 /// `type` of a backend whose CA the control plane generates.
 pub const BUILTIN: &str = "builtin";

@@ -21,7 +21,6 @@
 //!   [`MeshContext::identity`].
 //!
 //! TODO (later slices of issue 5, each its own module):
-//! * mTLS PERMISSIVE mode chains.
 //! * TrafficPermission: the RBAC network filter first on each inbound.
 //! * TrafficRoute: the route per outbound (an outbound without one is
 //!   skipped in Kuma), splits into per-subset clusters, load balancers;
@@ -307,7 +306,15 @@ pub fn generate(
         context.identity,
     ) {
         (None, _, _) => None,
-        (Some(_), Some(tls), Some(identity)) => Some((tls, identity)),
+        (Some((_, backend)), Some(tls), Some(identity)) => {
+            let permissive = backend.mode == ca::Mode::Permissive as i32;
+            let mode = if permissive {
+                tls::InboundMode::Permissive
+            } else {
+                tls::InboundMode::Strict
+            };
+            Some((tls, identity, mode))
+        }
         (Some(_), _, _) => {
             return Err(GenerateError::MtlsWithoutCertificates {
                 name: name.clone(),
@@ -354,10 +361,8 @@ pub fn generate(
             tcp_proxy(&names::stat_prefix(&cluster_name), &cluster_name)
         };
         let mut listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
-        if mtls.is_some() {
-            for chain in &mut listener.filter_chains {
-                chain.transport_socket = Some(tls::downstream(&mesh.meta.name));
-            }
+        if let Some((_, _, mode)) = mtls {
+            tls::secure_inbound(&mut listener, &mesh.meta.name, mode);
         }
         insert_listener(&mut listeners, listener, name, &field)?;
     }
@@ -409,7 +414,7 @@ pub fn generate(
         clusters: clusters.into_values().collect(),
         load_assignments: load_assignments.into_values().collect(),
         secrets: mtls
-            .map(|(t, identity)| tls::secrets(&mesh.meta.name, t, identity))
+            .map(|(t, identity, _)| tls::secrets(&mesh.meta.name, t, identity))
             .unwrap_or_default(),
     })
 }

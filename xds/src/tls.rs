@@ -5,7 +5,8 @@
 //!
 //! * [`downstream`]: the transport socket of an inbound listener: TLS that
 //!   requires a client certificate whose URI SAN starts with
-//!   `spiffe://{mesh}/`, signed by the mesh CA.
+//!   `spiffe://{mesh}/`, signed by the mesh CA; [`secure_inbound`] puts it
+//!   on an inbound listener by the backend's mode.
 //! * [`upstream`]: the transport socket of an outbound cluster: TLS with SNI
 //!   `{service}{mesh=...,tags}`, ALPN `kuma`, the proxy's own certificate,
 //!   and a server certificate that must carry `spiffe://{mesh}/{service}`.
@@ -13,8 +14,14 @@
 //!   `identity_cert:secret:{mesh}` (the proxy's certificate and key) and
 //!   `mesh_ca:secret:{mesh}` (the CA bundle).
 //!
-//! Only STRICT mode (inbounds accept mTLS only) is generated; a PERMISSIVE
-//! backend is treated as STRICT for now.
+//! Modes (`mtls.backends[].mode`): STRICT (the default) puts the TLS socket
+//! on every filter chain of an inbound, so it accepts mTLS only. PERMISSIVE
+//! adds the TLS inspector listener filter and splits each chain in two: one
+//! for plaintext (`transport_protocol: raw_buffer`) and one for mesh mTLS
+//! (`transport_protocol: tls`, ALPN `kuma`). Kuma's third PERMISSIVE chain,
+//! TLS from a client outside the mesh passed through to the application, is
+//! not generated (such a connection matches no chain and is closed).
+//! Outbounds always speak mTLS; a PERMISSIVE inbound accepts it.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +30,10 @@ use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, TransportSocket, transport_socket,
 };
+use envoy_types::pb::envoy::config::listener::v3::{
+    FilterChainMatch, Listener, ListenerFilter, listener_filter,
+};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::{
     CombinedCertificateValidationContext, ValidationContextType,
 };
@@ -44,6 +55,17 @@ pub const SECRET_TYPE_URL: &str =
 pub const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 /// ALPN of mesh traffic between sidecars.
 pub const KUMA_ALPN: &str = "kuma";
+/// Envoy's name of the TLS inspector listener filter.
+pub const TLS_INSPECTOR_FILTER: &str = "envoy.filters.listener.tls_inspector";
+
+/// How an inbound takes connections when mTLS is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundMode {
+    /// mTLS only.
+    Strict,
+    /// mTLS from the mesh, and plaintext.
+    Permissive,
+}
 
 /// What generation needs of a mesh whose mTLS is enabled: the CA bundle
 /// peers are verified against.
@@ -157,6 +179,44 @@ pub fn downstream(mesh: &str) -> TransportSocket {
     TransportSocket {
         name: TLS_TRANSPORT_SOCKET.to_string(),
         config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+    }
+}
+
+/// Makes the inbound `listener` of a proxy in `mesh` take mTLS as `mode`
+/// says (see the module docs).
+pub fn secure_inbound(listener: &mut Listener, mesh: &str, mode: InboundMode) {
+    match mode {
+        InboundMode::Strict => {
+            for chain in &mut listener.filter_chains {
+                chain.transport_socket = Some(downstream(mesh));
+            }
+        }
+        InboundMode::Permissive => {
+            let chains = std::mem::take(&mut listener.filter_chains);
+            for chain in chains {
+                let mut plain = chain.clone();
+                plain.filter_chain_match = Some(FilterChainMatch {
+                    transport_protocol: "raw_buffer".to_string(),
+                    ..Default::default()
+                });
+                let mut mtls = chain;
+                mtls.filter_chain_match = Some(FilterChainMatch {
+                    transport_protocol: "tls".to_string(),
+                    application_protocols: vec![KUMA_ALPN.to_string()],
+                    ..Default::default()
+                });
+                mtls.transport_socket = Some(downstream(mesh));
+                listener.filter_chains.push(plain);
+                listener.filter_chains.push(mtls);
+            }
+            listener.listener_filters.push(ListenerFilter {
+                name: TLS_INSPECTOR_FILTER.to_string(),
+                config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+                    TlsInspector::default(),
+                ))),
+                ..Default::default()
+            });
+        }
     }
 }
 

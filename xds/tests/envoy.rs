@@ -123,6 +123,11 @@ fn envoy_accepts_mtls_strict() {
     validate("mtls_strict");
 }
 
+#[test]
+fn envoy_accepts_mtls_permissive() {
+    validate("mtls_permissive");
+}
+
 /// The mTLS check has teeth: a secret whose certificate is not PEM is refused.
 #[test]
 fn envoy_refuses_a_broken_secret() {

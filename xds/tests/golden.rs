@@ -51,3 +51,8 @@ fn golden_outbound_without_instances() {
 fn golden_mtls_strict() {
     check("mtls_strict");
 }
+
+#[test]
+fn golden_mtls_permissive() {
+    check("mtls_permissive");
+}

@@ -7,7 +7,7 @@
 //!   certificates, SDS over ADS, SNI/SAN checks and ALPN all agree);
 //! * backend's admin `/certs` shows its identity `spiffe://default/backend`;
 //! * a plaintext GET straight at backend's inbound gets no answer (mTLS is
-//!   required).
+//!   required); with the backend in PERMISSIVE mode it does.
 //!
 //! Needs `ENVOY_BINARY` (exported by `cargo xtask test`; `cargo xtask envoy`
 //! prints a path). Without it the test fails: it never skips silently.
@@ -169,9 +169,10 @@ async fn get(port: u16, path: &str) -> Result<String, String> {
     Ok(response)
 }
 
-/// The mesh (builtin mTLS, with its CA secrets) and both dataplanes.
+/// The mesh (builtin mTLS in `mode`, with its CA secrets) and both dataplanes.
 async fn seed(
     store: &dyn ResourceStore,
+    mode: &str,
     web_in: u16,
     web_out: u16,
     backend_in: u16,
@@ -185,6 +186,7 @@ mtls:
   backends:
   - name: ca-1
     type: builtin
+    mode: {mode}
 ---
 type: Dataplane
 mesh: default
@@ -227,10 +229,19 @@ networking:
 
 #[tokio::test]
 async fn two_sidecars_talk_over_mesh_mtls() {
+    two_sidecars("STRICT").await;
+}
+
+#[tokio::test]
+async fn a_permissive_inbound_also_takes_plaintext() {
+    two_sidecars("PERMISSIVE").await;
+}
+
+async fn two_sidecars(mode: &str) {
     let app_port = http_server().await;
     let (web_in, web_out, backend_in) = (free_port(), free_port(), free_port());
     let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
-    seed(store.as_ref(), web_in, web_out, backend_in, app_port).await;
+    seed(store.as_ref(), mode, web_in, web_out, backend_in, app_port).await;
 
     let cache = SnapshotCache::new();
     tokio::spawn(xds::feed::run(
@@ -274,8 +285,12 @@ async fn two_sidecars_talk_over_mesh_mtls() {
     let certs = get(backend_admin, "/certs").await.unwrap();
     assert!(certs.contains("spiffe://default/backend"), "{certs}");
 
-    // Without a client certificate the inbound refuses to talk HTTP.
-    if let Ok(response) = get(backend_in, "/").await {
+    let plaintext = get(backend_in, "/").await;
+    if mode == "PERMISSIVE" {
+        let response = plaintext.unwrap();
+        assert!(response.contains(BODY), "plaintext refused: {response}");
+    } else if let Ok(response) = plaintext {
+        // Without a client certificate the inbound refuses to talk HTTP.
         assert!(
             !response.contains(BODY),
             "plaintext reached the application: {response}"
