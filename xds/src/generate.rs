@@ -202,8 +202,9 @@ pub struct NamedResource {
     pub resource: Any,
 }
 
-/// Everything generated for one proxy, each list sorted by name.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Everything generated for one proxy, each list sorted by name. Its `Debug`
+/// (in [`crate::tls`]) shows secrets by name only, never their keys.
+#[derive(Clone, Default, PartialEq)]
 pub struct EnvoyResources {
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,

@@ -273,6 +273,20 @@ pub fn secrets(mesh: &str, tls: &MeshTls, identity: &ProxyIdentity) -> Vec<Secre
     ]
 }
 
+impl std::fmt::Debug for crate::EnvoyResources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets hold private keys: their names only, so no log line or
+        // panic message ever carries a key.
+        let secrets: Vec<&str> = self.secrets.iter().map(|s| s.name.as_str()).collect();
+        f.debug_struct("EnvoyResources")
+            .field("listeners", &self.listeners)
+            .field("clusters", &self.clusters)
+            .field("load_assignments", &self.load_assignments)
+            .field("secrets", &secrets)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -337,11 +351,24 @@ mod tests {
     }
 
     #[test]
-    fn identities_do_not_print_their_keys() {
+    fn identities_and_resources_do_not_print_their_keys() {
         let identity = ProxyIdentity {
             cert_chain_pem: "CERT".into(),
             key_pem: "SECRET KEY".into(),
         };
         assert!(!format!("{identity:?}").contains("SECRET"));
+        let tls = MeshTls {
+            ca_bundle_pem: "CA".into(),
+        };
+        let resources = crate::EnvoyResources {
+            secrets: secrets("default", &tls, &identity),
+            ..Default::default()
+        };
+        let text = format!("{resources:?}");
+        assert!(text.contains("identity_cert:secret:default"), "{text}");
+        assert!(!text.contains("83, 69, 67"), "key bytes printed: {text}");
+        let snapshot = crate::ads::Snapshot::new(resources);
+        let text = format!("{snapshot:?}");
+        assert!(!text.contains("83, 69, 67"), "key bytes printed: {text}");
     }
 }

@@ -20,12 +20,23 @@ use crate::generate::{
 };
 
 /// The resources of one xDS type in a snapshot, with their version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct TypeSnapshot {
     /// Content hash of `resources`.
     pub version: String,
     /// Every resource of the type, sorted by name.
     pub resources: Vec<NamedResource>,
+}
+
+impl std::fmt::Debug for TypeSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: the packed bytes of a Secret hold a private key.
+        let names: Vec<&str> = self.resources.iter().map(|r| r.name.as_str()).collect();
+        f.debug_struct("TypeSnapshot")
+            .field("version", &self.version)
+            .field("resources", &names)
+            .finish()
+    }
 }
 
 /// Everything one proxy should have: its generated resources, packed per
