@@ -9,7 +9,7 @@
 //! * [`provided`]: a `provided` backend's CA, read from the DataSources of
 //!   its `conf.cert` and `conf.key` (a mesh Secret, a file, inline bytes or
 //!   inline text).
-//! * [`issue`]: a proxy's workload certificate: URI SANs
+//! * [`mod@issue`]: a proxy's workload certificate: URI SANs
 //!   `spiffe://{mesh}/{service}` for each of its services and
 //!   `kuma://{tag}/{value}` for each inbound tag, ServerAuth + ClientAuth,
 //!   valid from 10 s ago for `dpCert.rotation.expiration` (default 24 h).

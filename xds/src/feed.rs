@@ -10,7 +10,7 @@
 //!
 //! mTLS: when a mesh enables a backend, its CA is read from the store (a
 //! change of a Secret of the mesh regenerates it) and every proxy gets a
-//! workload certificate from [`ca::issue`]. Certificates are kept per proxy
+//! workload certificate from [`ca::issue()`]. Certificates are kept per proxy
 //! and reused while their SANs, the CA's fingerprint and the configured
 //! lifetime stay the same, so regenerating a mesh for an unrelated change
 //! resends no secret. Each is reissued at 80% of its lifetime: the task
@@ -34,7 +34,7 @@ use crate::{MeshContext, MeshTls, ProxyIdentity, generate};
 /// Wait before retrying after the store failed.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Runs until `stop` resolves: keeps `cache` equal to what [`generate`]
+/// Runs until `stop` resolves: keeps `cache` equal to what [`generate()`]
 /// gives for every Dataplane in `store`.
 pub async fn run(
     store: Arc<dyn ResourceStore>,
