@@ -15,8 +15,9 @@
 //! lifetime stay the same, so regenerating a mesh for an unrelated change
 //! resends no secret. Each is reissued at 80% of its lifetime: the task
 //! sleeps until the earliest such moment (no polling). A mesh whose CA cannot
-//! be read (e.g. its secrets have not arrived yet) is logged and left as it
-//! was until the next change.
+//! be read (e.g. its secrets have not arrived yet) is logged and its proxies
+//! keep the snapshots they have (those of deleted Dataplanes are removed)
+//! until the next change.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -273,7 +274,21 @@ impl Feed {
             Some(mesh) => match self.mesh_tls(mesh).await {
                 Ok(certs) => certs,
                 Err(Some(e)) => return Err(e),
-                Err(None) => return Ok(()),
+                Err(None) => {
+                    // Keep the snapshots of the proxies still there, as they are.
+                    let names: BTreeSet<String> =
+                        dataplanes.iter().map(|d| d.meta.name.clone()).collect();
+                    let previous = self.known.remove(mesh_name).unwrap_or_default();
+                    for gone in previous.difference(&names) {
+                        self.cache.remove(&format!("{mesh_name}.{gone}"));
+                        self.certs.remove(&format!("{mesh_name}.{gone}"));
+                    }
+                    let kept: BTreeSet<String> = previous.intersection(&names).cloned().collect();
+                    if !kept.is_empty() {
+                        self.known.insert(mesh_name.to_owned(), kept);
+                    }
+                    return Ok(());
+                }
             },
             None => None,
         };
@@ -564,6 +579,63 @@ mod tests {
             secrets_version
         );
         assert!(identity_cert(&cache, "default.backend-1").is_some());
+
+        stop_tx.send(()).expect("feed running");
+        task.await.expect("feed task");
+    }
+
+    #[tokio::test]
+    async fn a_mesh_waits_for_its_ca_secrets() {
+        // As on a federated zone: the Mesh arrives before its CA secrets.
+        let source: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        mtls_mesh(source.as_ref(), "").await;
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        let mesh_key = ResourceKey::new(ResourceType::Mesh, "", "default");
+        store
+            .create(source.get(&mesh_key).await.expect("mesh"), None)
+            .await
+            .expect("store write");
+        store
+            .create(dataplane("web-1", "10.0.0.1", "web", None), None)
+            .await
+            .expect("store write");
+        let cache = SnapshotCache::new();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store.clone(), cache.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        // A change the feed handles after the mesh: once it is done, the mesh was seen.
+        let mut other = dataplane("other-1", "10.0.0.9", "other", None);
+        other.meta.mesh = "elsewhere".into();
+        store
+            .create(
+                Resource::new("", "elsewhere", Spec::Mesh(Mesh::default())),
+                None,
+            )
+            .await
+            .expect("store write");
+        store.create(other, None).await.expect("store write");
+        eventually("the plaintext mesh's snapshot", || {
+            cache.get("elsewhere.other-1").is_some()
+        })
+        .await;
+        assert!(
+            cache.get("default.web-1").is_none(),
+            "mTLS config without a CA"
+        );
+
+        let secrets = source
+            .list(&ListQuery::in_mesh(ResourceType::Secret, "default"))
+            .await
+            .expect("list")
+            .items;
+        for secret in secrets {
+            store.create(secret, None).await.expect("store write");
+        }
+        eventually("a certificate once the CA arrived", || {
+            identity_cert(&cache, "default.web-1").is_some()
+        })
+        .await;
 
         stop_tx.send(()).expect("feed running");
         task.await.expect("feed task");
