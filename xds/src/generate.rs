@@ -300,29 +300,7 @@ pub fn generate(
     }
     let endpoints = EndpointIndex::build(&mesh.meta.name, dataplanes)?;
     let name = &proxy.meta.name;
-    // mTLS: on when the mesh enables a backend, and then never without certificates.
-    let mtls = match (
-        ca::enabled_backend(mesh_spec),
-        context.tls,
-        context.identity,
-    ) {
-        (None, _, _) => None,
-        (Some((_, backend)), Some(tls), Some(identity)) => {
-            let permissive = backend.mode == ca::Mode::Permissive as i32;
-            let mode = if permissive {
-                tls::InboundMode::Permissive
-            } else {
-                tls::InboundMode::Strict
-            };
-            Some((tls, identity, mode))
-        }
-        (Some(_), _, _) => {
-            return Err(GenerateError::MtlsWithoutCertificates {
-                name: name.clone(),
-                mesh: mesh.meta.name.clone(),
-            });
-        }
-    };
+    let mtls = tls::active(mesh_spec, context, name, &mesh.meta.name)?;
 
     let mut listeners = BTreeMap::new();
     let mut clusters = BTreeMap::new();
@@ -362,8 +340,8 @@ pub fn generate(
             tcp_proxy(&names::stat_prefix(&cluster_name), &cluster_name)
         };
         let mut listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
-        if let Some((_, _, mode)) = mtls {
-            tls::secure_inbound(&mut listener, &mesh.meta.name, mode);
+        if let Some(mtls) = &mtls {
+            tls::secure_inbound(&mut listener, &mesh.meta.name, mtls.mode);
         }
         insert_listener(&mut listeners, listener, name, &field)?;
     }
@@ -415,7 +393,7 @@ pub fn generate(
         clusters: clusters.into_values().collect(),
         load_assignments: load_assignments.into_values().collect(),
         secrets: mtls
-            .map(|(t, identity, _)| tls::secrets(&mesh.meta.name, t, identity))
+            .map(|m| tls::secrets(&mesh.meta.name, m.tls, m.identity))
             .unwrap_or_default(),
     })
 }

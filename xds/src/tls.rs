@@ -97,6 +97,43 @@ impl std::fmt::Debug for ProxyIdentity {
     }
 }
 
+/// mTLS as one generation applies it: the material and the inbound mode.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Active<'a> {
+    pub tls: &'a MeshTls,
+    pub identity: &'a ProxyIdentity,
+    pub mode: InboundMode,
+}
+
+/// Whether mTLS applies to a proxy (`proxy`) of the mesh `mesh` (`spec`):
+/// when the mesh enables a backend, and then never without certificates.
+pub(crate) fn active<'a>(
+    spec: &model::mesh_pb::Mesh,
+    context: &crate::MeshContext<'a>,
+    proxy: &str,
+    mesh: &str,
+) -> Result<Option<Active<'a>>, crate::GenerateError> {
+    let Some((_, backend)) = ca::enabled_backend(spec) else {
+        return Ok(None);
+    };
+    let (Some(tls), Some(identity)) = (context.tls, context.identity) else {
+        return Err(crate::GenerateError::MtlsWithoutCertificates {
+            name: proxy.to_string(),
+            mesh: mesh.to_string(),
+        });
+    };
+    let mode = if backend.mode == ca::Mode::Permissive as i32 {
+        InboundMode::Permissive
+    } else {
+        InboundMode::Strict
+    };
+    Ok(Some(Active {
+        tls,
+        identity,
+        mode,
+    }))
+}
+
 /// The SPIFFE ID of `service` in `mesh`: `spiffe://{mesh}/{service}`.
 pub fn service_spiffe_id(mesh: &str, service: &str) -> String {
     format!("spiffe://{mesh}/{service}")
@@ -307,6 +344,35 @@ mod tests {
         assert_eq!(
             sni("demo", "backend", &subset),
             "backend{az=a,mesh=demo,version=v2}"
+        );
+    }
+
+    #[test]
+    fn an_mtls_mesh_without_certificates_is_an_error() {
+        let yaml = "type: Mesh
+name: default
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+---
+type: Dataplane
+mesh: default
+name: web-1
+networking:
+  address: 10.0.0.1
+  inbound:
+  - port: 8080
+    tags:
+      kuma.io/service: web
+";
+        let resources = model::format::parse_documents(yaml).unwrap();
+        let context = crate::MeshContext::new(&resources[0], &resources[1..]);
+        let err = crate::generate(&resources[1], &context).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "dataplane web-1: mesh default enables mTLS but no certificate was given for the proxy"
         );
     }
 
