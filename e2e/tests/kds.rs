@@ -98,6 +98,10 @@ async fn zone_tps(fed: &Federation, zone: &str) -> Result<BTreeMap<String, Value
         .collect())
 }
 
+/// TrafficPermissions of the `default` mesh the tests do not write: `allow-all-default`,
+/// created with the mesh (docs/mtls.md).
+const DEFAULT_TPS: usize = 1;
+
 /// Waits until `zone` holds exactly the global's TrafficPermissions (names, count and
 /// content); returns the count.
 async fn wait_tps_match(fed: &Federation, zone: &str) -> usize {
@@ -327,7 +331,7 @@ async fn e2e_partition_catch_up_sends_only_changes() {
     let name = |i: usize| format!("tp-{i:03}");
     fed.apply(GLOBAL, &tps_yaml((0..300).map(name), "web"));
     for zone in ["zone-1", "zone-2"] {
-        assert_eq!(wait_tps_match(&fed, zone).await, 300);
+        assert_eq!(wait_tps_match(&fed, zone).await, 300 + DEFAULT_TPS);
     }
     fed.apply("zone-2", &ingress_yaml("ingress-2", 10002));
     let zi = ingress_synced("ingress-2", "zone-2");
@@ -363,7 +367,7 @@ async fn e2e_partition_catch_up_sends_only_changes() {
     }
     fed.apply(GLOBAL, &tps_yaml((300..330).map(name), "web"));
 
-    assert_eq!(wait_tps_match(&fed, "zone-1").await, 300);
+    assert_eq!(wait_tps_match(&fed, "zone-1").await, 300 + DEFAULT_TPS);
     assert!(
         fed.get("zone-1", &zi_path).await.expect("GET").is_some(),
         "zone-1 lost the ZoneIngress of the partitioned zone-2"
@@ -385,7 +389,7 @@ async fn e2e_partition_catch_up_sends_only_changes() {
     println!(
         "catch-up of zone-2: {held} TrafficPermissions held, 100 changes, kds_resources_sent_total grew from {before} to {after} (+{delta})"
     );
-    assert_eq!(held, 300);
+    assert_eq!(held, 300 + DEFAULT_TPS);
     assert!(
         (100.0..=200.0).contains(&delta),
         "catch-up sent {delta} resources for 100 changes (at least 100, at most 200 expected; 300 exist)"
@@ -420,7 +424,7 @@ async fn e2e_global_restart_loses_nothing() {
         }
     };
     for zone in ["zone-1", "zone-2"] {
-        assert_eq!(wait_tps_match(&fed, zone).await, 50);
+        assert_eq!(wait_tps_match(&fed, zone).await, 50 + DEFAULT_TPS);
     }
     eventually(
         SYNC,
@@ -437,7 +441,7 @@ async fn e2e_global_restart_loses_nothing() {
     );
     for zone in ["zone-1", "zone-2"] {
         fed.wait_online(zone, CONNECT).await;
-        assert_eq!(wait_tps_match(&fed, zone).await, 100);
+        assert_eq!(wait_tps_match(&fed, zone).await, 100 + DEFAULT_TPS);
     }
     let names = fed
         .names(GLOBAL, "/meshes/default/dataplanes")

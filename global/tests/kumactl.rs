@@ -180,12 +180,13 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 async fn apply_seed_and_get(dir: &Path, global: &Global, kumactl: &Kumactl) {
     let file = write(dir, "seed.yaml", SEED);
 
-    // The default mesh exists from the first start, so it is updated; the policy is new.
+    // The default mesh and its default policy allow-all-default exist from the first start,
+    // so both are updated.
     let out = kumactl.run(&["apply", "-f", &file]);
     assert_eq!(
         out.ok(),
         "resource type=\"Mesh\" mesh=\"\" name=\"default\" Updated\n\
-         resource type=\"TrafficPermission\" mesh=\"default\" name=\"allow-all-default\" Created\n",
+         resource type=\"TrafficPermission\" mesh=\"default\" name=\"allow-all-default\" Updated\n",
         "{}",
         out.describe()
     );
@@ -569,7 +570,11 @@ async fn invalid_resource_is_explained_and_not_stored() {
     let (status, body) = get(&client, url).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored: {body}");
     let out = kumactl.run(&["get", "traffic-permissions"]);
-    assert_eq!(table(out.ok()), [], "{}", out.describe());
+    let names: Vec<String> = table(out.ok())
+        .iter()
+        .map(|row| row["NAME"].clone())
+        .collect();
+    assert_eq!(names, ["allow-all-default"], "{}", out.describe());
 }
 
 #[tokio::test]

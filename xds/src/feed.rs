@@ -9,6 +9,17 @@
 //! whenever the snapshot changes. Snapshots of Dataplanes that no longer exist
 //! (or whose Mesh is gone) are removed. A Dataplane whose generation fails is
 //! logged and left without a snapshot.
+//!
+//! mTLS: when a mesh enables a backend, its CA is read from the store (a
+//! change of a Secret of the mesh regenerates it) and every proxy gets a
+//! workload certificate from [`ca::issue()`]. Certificates are kept per proxy
+//! and reused while their SANs, the CA's fingerprint and the configured
+//! lifetime stay the same, so regenerating a mesh for an unrelated change
+//! resends no secret. Each is reissued at 80% of its lifetime: the task
+//! sleeps until the earliest such moment (no polling). A mesh whose CA cannot
+//! be read (e.g. its secrets have not arrived yet) is logged and its proxies
+//! keep the snapshots they have (those of deleted Dataplanes are removed)
+//! until the next change.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -21,7 +32,7 @@ use store::{ListQuery, ResourceStore, StoreError};
 use tracing::{debug, warn};
 
 use crate::ads::SnapshotCache;
-use crate::{MeshContext, generate};
+use crate::{MeshContext, MeshTls, ProxyIdentity, generate};
 
 /// The policy types generation reads (the mesh's resources of these types
 /// are its [`MeshContext::policies`]).
@@ -31,7 +42,7 @@ pub const POLICY_TYPES: &[ResourceType] =
 /// Wait before retrying after the store failed.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Runs until `stop` resolves: keeps `cache` equal to what [`generate`]
+/// Runs until `stop` resolves: keeps `cache` equal to what [`generate()`]
 /// gives for every Dataplane in `store`.
 pub async fn run(
     store: Arc<dyn ResourceStore>,
@@ -42,6 +53,7 @@ pub async fn run(
         store,
         cache,
         known: HashMap::new(),
+        certs: HashMap::new(),
     };
     tokio::pin!(stop);
     tokio::select! {
@@ -55,6 +67,26 @@ struct Feed {
     cache: SnapshotCache,
     /// Per mesh, the Dataplane names that have a snapshot in the cache.
     known: HashMap<String, BTreeSet<String>>,
+    /// Per node id, the workload certificate last issued.
+    certs: HashMap<String, IssuedCert>,
+}
+
+/// What a workload certificate was issued for: a change of any part means
+/// a new certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CertKey {
+    sans: Vec<String>,
+    ca_fingerprint: String,
+    validity: time::Duration,
+}
+
+/// A proxy's workload certificate and when to replace it.
+#[derive(Debug, Clone)]
+struct IssuedCert {
+    mesh: String,
+    key: CertKey,
+    identity: ProxyIdentity,
+    renew_at: time::OffsetDateTime,
 }
 
 impl Feed {
@@ -71,7 +103,19 @@ impl Feed {
                 }
             };
             let mut changes = self.store.changes(revision);
-            while let Some(change) = changes.next().await {
+            loop {
+                let renewal = self.next_renewal();
+                let change = tokio::select! {
+                    change = changes.next() => change,
+                    () = tokio::time::sleep_until(renewal) => {
+                        if let Err(e) = self.renew_due().await {
+                            warn!(error = %e, "xDS feed: reading the store failed; resyncing");
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let Some(change) = change else { break };
                 let event = match change {
                     Ok(event) => event,
                     Err(e) if e.is_transient() => {
@@ -85,7 +129,8 @@ impl Feed {
                 };
                 let mesh = match event.kind {
                     ResourceType::Mesh => event.name,
-                    ResourceType::Dataplane => event.mesh,
+                    // A Secret may be the mesh's CA.
+                    ResourceType::Dataplane | ResourceType::Secret => event.mesh,
                     kind if POLICY_TYPES.contains(&kind) => event.mesh,
                     _ => continue,
                 };
@@ -115,6 +160,109 @@ impl Feed {
         Ok(revision)
     }
 
+    /// When the earliest certificate is due for renewal (far away when none).
+    fn next_renewal(&self) -> tokio::time::Instant {
+        let now = time::OffsetDateTime::now_utc();
+        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        self.certs
+            .values()
+            .map(|c| c.renew_at)
+            .min()
+            .map_or(far, |at| {
+                let wait = Duration::try_from(at - now).unwrap_or(Duration::ZERO);
+                tokio::time::Instant::now() + wait.min(Duration::from_secs(365 * 24 * 3600))
+            })
+    }
+
+    /// Regenerates every mesh with a certificate due for renewal.
+    async fn renew_due(&mut self) -> Result<(), StoreError> {
+        let now = time::OffsetDateTime::now_utc();
+        let due: BTreeSet<String> = self
+            .certs
+            .values()
+            .filter(|c| c.renew_at <= now)
+            .map(|c| c.mesh.clone())
+            .collect();
+        for mesh in due {
+            debug!(mesh, "renewing workload certificates");
+            // A mesh whose CA cannot be read keeps its due certificates: forget
+            // them so the timer does not fire again at once.
+            self.certs.retain(|_, c| c.mesh != mesh || c.renew_at > now);
+            self.regenerate_mesh(&mesh).await?;
+        }
+        Ok(())
+    }
+
+    /// The CA bundle of `mesh` and a way to get each proxy's certificate,
+    /// when it enables mTLS. `Err(None)` when its CA cannot be used (logged).
+    async fn mesh_tls(&self, mesh: &Resource) -> Result<Option<MeshCerts>, Option<StoreError>> {
+        let ca = match ca::load(self.store.as_ref(), mesh).await {
+            Ok(Some(ca)) => ca,
+            Ok(None) => return Ok(None),
+            Err(ca::CaError::Store { source, .. }) => return Err(Some(*source)),
+            Err(e) => {
+                warn!(mesh = mesh.meta.name, error = %e, "mTLS: the mesh CA cannot be used; its proxies keep their config");
+                return Err(None);
+            }
+        };
+        let validity = ca::mesh_spec(mesh)
+            .and_then(ca::enabled_backend)
+            .map(|(index, backend)| ca::workload_validity(&mesh.meta.name, index, backend));
+        let validity = match validity {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                warn!(mesh = mesh.meta.name, error = %e, "mTLS: bad certificate settings; its proxies keep their config");
+                return Err(None);
+            }
+            None => return Ok(None),
+        };
+        Ok(Some(MeshCerts {
+            tls: MeshTls {
+                ca_bundle_pem: ca.cert_pem.clone(),
+            },
+            ca,
+            validity,
+        }))
+    }
+
+    /// The certificate of `proxy`: the one issued before when still right,
+    /// else a new one.
+    fn certificate(
+        &mut self,
+        node_id: &str,
+        proxy: &Resource,
+        certs: &MeshCerts,
+    ) -> Result<ProxyIdentity, ca::CaError> {
+        let key = CertKey {
+            sans: ca::workload_sans(proxy),
+            ca_fingerprint: certs.ca.fingerprint(),
+            validity: certs.validity,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        if let Some(issued) = self.certs.get(node_id)
+            && issued.key == key
+            && issued.renew_at > now
+        {
+            return Ok(issued.identity.clone());
+        }
+        let cert = ca::issue(&certs.ca, &key.sans, certs.validity, now)?;
+        debug!(node = node_id, not_after = %cert.not_after, "workload certificate issued");
+        let identity = ProxyIdentity {
+            cert_chain_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+        };
+        self.certs.insert(
+            node_id.to_owned(),
+            IssuedCert {
+                mesh: proxy.meta.mesh.clone(),
+                key,
+                identity: identity.clone(),
+                renew_at: now + certs.validity * 0.8,
+            },
+        );
+        Ok(identity)
+    }
+
     /// Sets the snapshot of every Dataplane of `mesh` and removes those of
     /// Dataplanes that are gone.
     async fn regenerate_mesh(&mut self, mesh_name: &str) -> Result<(), StoreError> {
@@ -135,14 +283,47 @@ impl Feed {
             }
             None => (None, Vec::new(), Vec::new()),
         };
+        let certs = match &mesh {
+            Some(mesh) => match self.mesh_tls(mesh).await {
+                Ok(certs) => certs,
+                Err(Some(e)) => return Err(e),
+                Err(None) => {
+                    // Keep the snapshots of the proxies still there, as they are.
+                    let names: BTreeSet<String> =
+                        dataplanes.iter().map(|d| d.meta.name.clone()).collect();
+                    let previous = self.known.remove(mesh_name).unwrap_or_default();
+                    for gone in previous.difference(&names) {
+                        self.cache.remove(&format!("{mesh_name}.{gone}"));
+                        self.certs.remove(&format!("{mesh_name}.{gone}"));
+                    }
+                    let kept: BTreeSet<String> = previous.intersection(&names).cloned().collect();
+                    if !kept.is_empty() {
+                        self.known.insert(mesh_name.to_owned(), kept);
+                    }
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
         let mut present = BTreeSet::new();
         if let Some(mesh) = &mesh {
             for proxy in &dataplanes {
                 let node_id = node_id(proxy);
-                let context = MeshContext {
-                    policies: &policies,
-                    ..MeshContext::new(mesh, &dataplanes)
+                let identity = match &certs {
+                    None => None,
+                    Some(certs) => match self.certificate(&node_id, proxy, certs) {
+                        Ok(identity) => Some(identity),
+                        Err(e) => {
+                            warn!(node = node_id, error = %e, "mTLS: issuing the workload certificate failed; skipped");
+                            self.cache.remove(&node_id);
+                            continue;
+                        }
+                    },
                 };
+                let mut context = MeshContext::new(mesh, &dataplanes);
+                context.policies = &policies;
+                context.tls = certs.as_ref().map(|c| &c.tls);
+                context.identity = identity.as_ref();
                 match generate(proxy, &context) {
                     Ok(resources) => {
                         let skipped = resources.skipped.clone();
@@ -164,12 +345,23 @@ impl Feed {
         let previous = self.known.remove(mesh_name).unwrap_or_default();
         for gone in previous.difference(&present) {
             self.cache.remove(&format!("{mesh_name}.{gone}"));
+            self.certs.remove(&format!("{mesh_name}.{gone}"));
+        }
+        if certs.is_none() {
+            self.certs.retain(|_, c| c.mesh != mesh_name);
         }
         if !present.is_empty() {
             self.known.insert(mesh_name.to_owned(), present);
         }
         Ok(())
     }
+}
+
+/// A mesh's CA, its bundle for generation, and the workload certificates' lifetime.
+struct MeshCerts {
+    ca: ca::MeshCa,
+    tls: MeshTls,
+    validity: time::Duration,
 }
 
 /// The node id of a Dataplane: `mesh.name`.
@@ -387,6 +579,13 @@ mod tests {
                 ..Default::default()
             });
         }
+        let secrets =
+            ca::ca_secrets_to_create(store.as_ref(), &mesh, time::OffsetDateTime::now_utc())
+                .await
+                .expect("CA");
+        for secret in secrets {
+            store.create(secret, None).await.expect("store write");
+        }
         store.update(mesh).await.expect("store write");
         eventually("RBAC without policies", || {
             rbac_policies(&cache, "default.backend-1") == Some(Vec::new())
@@ -412,6 +611,190 @@ mod tests {
             .expect("store write");
         eventually("RBAC naming the permission", || {
             rbac_policies(&cache, "default.backend-1") == Some(vec!["allow-web".to_string()])
+        })
+        .await;
+
+        stop_tx.send(()).expect("feed running");
+        task.await.expect("feed task");
+    }
+
+    /// A mesh with a builtin CA whose workload certificates live `expiration`.
+    async fn mtls_mesh(store: &dyn ResourceStore, expiration: &str) {
+        use model::mesh_pb::certificate_authority_backend::{DpCert, dp_cert::Rotation};
+        use model::mesh_pb::{CertificateAuthorityBackend, mesh::Mtls};
+        let spec = Mesh {
+            mtls: Some(Mtls {
+                enabled_backend: "ca-1".into(),
+                backends: vec![CertificateAuthorityBackend {
+                    name: "ca-1".into(),
+                    r#type: "builtin".into(),
+                    dp_cert: Some(DpCert {
+                        rotation: Some(Rotation {
+                            expiration: expiration.into(),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mesh = Resource::new("", "default", Spec::Mesh(spec));
+        let secrets = ca::ca_secrets_to_create(store, &mesh, time::OffsetDateTime::now_utc())
+            .await
+            .expect("CA");
+        store.create(mesh, None).await.expect("store write");
+        for secret in secrets {
+            store.create(secret, None).await.expect("store write");
+        }
+        store.create(route_all(), None).await.expect("store write");
+    }
+
+    /// The PEM certificate `node` currently has, if any.
+    fn identity_cert(cache: &SnapshotCache, node: &str) -> Option<Vec<u8>> {
+        use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type;
+        let snapshot = cache.get(node)?;
+        let secret = snapshot
+            .resources()
+            .secrets
+            .iter()
+            .find(|s| s.name == "identity_cert:secret:default")?
+            .clone();
+        match secret.r#type? {
+            Type::TlsCertificate(c) => match c.certificate_chain?.specifier? {
+                Specifier::InlineBytes(b) => Some(b),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn certificates_are_reused_across_unrelated_changes() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        mtls_mesh(store.as_ref(), "").await;
+        store
+            .create(dataplane("web-1", "10.0.0.1", "web", Some("backend")), None)
+            .await
+            .expect("store write");
+        let cache = SnapshotCache::new();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store.clone(), cache.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        eventually("a certificate", || {
+            identity_cert(&cache, "default.web-1").is_some()
+        })
+        .await;
+        let first = identity_cert(&cache, "default.web-1");
+        let snapshot = cache.get("default.web-1").expect("snapshot");
+        assert_eq!(snapshot.resources().secrets.len(), 2);
+        assert!(
+            snapshot.resources().clusters[0].transport_socket.is_some(),
+            "outbound cluster without TLS"
+        );
+        let secrets_version = snapshot.version(crate::SECRET_TYPE_URL).map(str::to_owned);
+
+        store
+            .create(dataplane("backend-1", "10.0.0.2", "backend", None), None)
+            .await
+            .expect("store write");
+        eventually("one backend endpoint", || {
+            endpoints(&cache, "default.web-1", "backend") == Some(1)
+        })
+        .await;
+        assert_eq!(identity_cert(&cache, "default.web-1"), first, "reissued");
+        let snapshot = cache.get("default.web-1").expect("snapshot");
+        assert_eq!(
+            snapshot.version(crate::SECRET_TYPE_URL).map(str::to_owned),
+            secrets_version
+        );
+        assert!(identity_cert(&cache, "default.backend-1").is_some());
+
+        stop_tx.send(()).expect("feed running");
+        task.await.expect("feed task");
+    }
+
+    #[tokio::test]
+    async fn a_mesh_waits_for_its_ca_secrets() {
+        // As on a federated zone: the Mesh arrives before its CA secrets.
+        let source: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        mtls_mesh(source.as_ref(), "").await;
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        let mesh_key = ResourceKey::new(ResourceType::Mesh, "", "default");
+        store
+            .create(source.get(&mesh_key).await.expect("mesh"), None)
+            .await
+            .expect("store write");
+        store
+            .create(dataplane("web-1", "10.0.0.1", "web", None), None)
+            .await
+            .expect("store write");
+        let cache = SnapshotCache::new();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store.clone(), cache.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        // A change the feed handles after the mesh: once it is done, the mesh was seen.
+        let mut other = dataplane("other-1", "10.0.0.9", "other", None);
+        other.meta.mesh = "elsewhere".into();
+        store
+            .create(
+                Resource::new("", "elsewhere", Spec::Mesh(Mesh::default())),
+                None,
+            )
+            .await
+            .expect("store write");
+        store.create(other, None).await.expect("store write");
+        eventually("the plaintext mesh's snapshot", || {
+            cache.get("elsewhere.other-1").is_some()
+        })
+        .await;
+        assert!(
+            cache.get("default.web-1").is_none(),
+            "mTLS config without a CA"
+        );
+
+        let secrets = source
+            .list(&ListQuery::in_mesh(ResourceType::Secret, "default"))
+            .await
+            .expect("list")
+            .items;
+        for secret in secrets {
+            store.create(secret, None).await.expect("store write");
+        }
+        eventually("a certificate once the CA arrived", || {
+            identity_cert(&cache, "default.web-1").is_some()
+        })
+        .await;
+
+        stop_tx.send(()).expect("feed running");
+        task.await.expect("feed task");
+    }
+
+    #[tokio::test]
+    async fn certificates_are_renewed_before_they_expire() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        // Renewed at 80% of 2 s, with no change in the store.
+        mtls_mesh(store.as_ref(), "2s").await;
+        store
+            .create(dataplane("web-1", "10.0.0.1", "web", None), None)
+            .await
+            .expect("store write");
+        let cache = SnapshotCache::new();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store.clone(), cache.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        eventually("a certificate", || {
+            identity_cert(&cache, "default.web-1").is_some()
+        })
+        .await;
+        let first = identity_cert(&cache, "default.web-1");
+        eventually("a renewed certificate", || {
+            identity_cert(&cache, "default.web-1").is_some_and(|c| Some(c) != first)
         })
         .await;
 

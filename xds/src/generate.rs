@@ -23,11 +23,13 @@
 //!   and the router filter, `http2`/`grpc` clusters speak HTTP/2 upstream;
 //!   `tcp`, `kafka`, absent or unknown -> tcp_proxy.
 //!
+//! * mTLS (when the mesh enables a backend; [`crate::tls`]): a
+//!   `DownstreamTlsContext` on every inbound listener, an
+//!   `UpstreamTlsContext` (SNI, ALPN `kuma`) on every outbound EDS cluster,
+//!   and the SDS secrets both reference, from [`MeshContext::tls`] and
+//!   [`MeshContext::identity`].
+//!
 //! TODO (later slices of issue 5, each its own module):
-//! * mTLS: `DownstreamTlsContext` on inbounds and `UpstreamTlsContext` (SNI,
-//!   ALPN `kuma`) on outbound clusters when the mesh enables a backend, with
-//!   the SDS secrets of [`crate::names::identity_cert_secret`] and
-//!   [`crate::names::mesh_ca_secret`]; PERMISSIVE mode chains.
 //! * Locality grouping by `kuma.io/zone`.
 //! * Transparent proxying, admin/metrics/probe/DNS listeners, timeouts,
 //!   inbound listener metadata (tags), HealthCheck, CircuitBreaker, ...
@@ -70,6 +72,8 @@ use model::{Resource, ResourceType, Spec};
 use crate::names;
 use crate::policy::routes::{self, Destination, LoadBalancer, SkippedOutbound};
 use crate::policy::{self, http, permissions};
+use crate::tls::{self, MeshTls, ProxyIdentity};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
 /// `Any.type_url` and xDS type of listeners (LDS).
 pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -122,6 +126,10 @@ pub enum GenerateError {
     },
     #[error("dataplane {name}: {field}: mandatory tag \"kuma.io/service\" is missing")]
     MissingService { name: String, field: String },
+    #[error(
+        "dataplane {name}: mesh {mesh} enables mTLS but no certificate was given for the proxy"
+    )]
+    MtlsWithoutCertificates { name: String, mesh: String },
     #[error("dataplane {name}: {field}: listener {listener} is already defined")]
     DuplicateListener {
         name: String,
@@ -200,13 +208,16 @@ pub struct NamedResource {
     pub resource: Any,
 }
 
-/// Everything generated for one proxy, each list sorted by name.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Everything generated for one proxy, each list sorted by name. Its `Debug`
+/// (in [`crate::tls`]) shows secrets by name only, never their keys.
+#[derive(Clone, Default, PartialEq)]
 pub struct EnvoyResources {
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
     /// The EDS resources of the EDS clusters (static clusters carry theirs inline).
     pub load_assignments: Vec<ClusterLoadAssignment>,
+    /// The SDS secrets (mTLS): the proxy's certificate and the mesh CA.
+    pub secrets: Vec<Secret>,
     /// Outbounds left out, with the reason (for the caller to log); not sent.
     pub skipped: Vec<SkippedOutbound>,
 }
@@ -227,10 +238,15 @@ impl EnvoyResources {
             name: a.cluster_name.clone(),
             resource: pack_any(a.clone()),
         });
+        let secrets = self.secrets.iter().map(|s| NamedResource {
+            name: s.name.clone(),
+            resource: pack_any(s.clone()),
+        });
         BTreeMap::from([
             (LISTENER_TYPE_URL, listeners.collect()),
             (CLUSTER_TYPE_URL, clusters.collect()),
             (ENDPOINT_TYPE_URL, load_assignments.collect()),
+            (tls::SECRET_TYPE_URL, secrets.collect()),
         ])
     }
 }
@@ -248,6 +264,10 @@ pub struct MeshContext<'a> {
     /// The mesh's policies, of any type and in any order (TrafficPermission,
     /// TrafficRoute, ...); generation picks the types it knows.
     pub policies: &'a [Resource],
+    /// The mesh CA bundle, when the mesh enables mTLS.
+    pub tls: Option<&'a MeshTls>,
+    /// The proxy's own certificate, when the mesh enables mTLS.
+    pub identity: Option<&'a ProxyIdentity>,
 }
 
 impl<'a> MeshContext<'a> {
@@ -257,6 +277,8 @@ impl<'a> MeshContext<'a> {
             mesh,
             dataplanes,
             policies: &[],
+            tls: None,
+            identity: None,
         }
     }
 }
@@ -286,10 +308,7 @@ pub fn generate(
     }
     let endpoints = EndpointIndex::build(&mesh.meta.name, dataplanes)?;
     let name = &proxy.meta.name;
-    let mtls = mesh_spec
-        .mtls
-        .as_ref()
-        .is_some_and(|m| !m.enabled_backend.is_empty());
+    let mtls = tls::active(mesh_spec, context, name, &mesh.meta.name)?;
     let proxy_tags = policy::proxy_tags(networking);
     let mut skipped = Vec::new();
     let mut outbound_listeners = BTreeSet::new();
@@ -332,7 +351,9 @@ pub fn generate(
             tcp_proxy(&names::stat_prefix(&cluster_name), &[(&cluster_name, 1)])
         };
         let mut listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
-        if mtls {
+        if let Some(mtls) = &mtls {
+            tls::secure_inbound(&mut listener, &mesh.meta.name, mtls.mode);
+            // After the TLS chains exist: RBAC goes first in every one of them.
             let permission =
                 policy::select_permission(context.policies, &mesh.meta.name, &inbound.tags);
             let rbac = permissions::rbac_filter(&listener_name, &mesh.meta.name, permission);
@@ -394,7 +415,17 @@ pub fn generate(
         for (destination, instances) in used {
             clusters
                 .entry(destination.cluster.clone())
-                .or_insert_with(|| outbound_cluster(destination, protocol, &route.load_balancer));
+                .or_insert_with(|| {
+                    let mut cluster = outbound_cluster(destination, protocol, &route.load_balancer);
+                    if mtls.is_some() {
+                        cluster.transport_socket = Some(tls::upstream(
+                            &mesh.meta.name,
+                            &destination.service,
+                            &destination.tags,
+                        ));
+                    }
+                    cluster
+                });
             load_assignments
                 .entry(destination.cluster.clone())
                 .or_insert_with(|| load_assignment(&destination.cluster, instances));
@@ -420,6 +451,9 @@ pub fn generate(
         listeners: listeners.into_values().collect(),
         clusters: clusters.into_values().collect(),
         load_assignments: load_assignments.into_values().collect(),
+        secrets: mtls
+            .map(|m| tls::secrets(&mesh.meta.name, m.tls, m.identity))
+            .unwrap_or_default(),
         skipped,
     })
 }
@@ -1045,10 +1079,28 @@ mod tests {
         if let Spec::Mesh(spec) = &mut mtls.spec {
             spec.mtls = Some(model::mesh_pb::mesh::Mtls {
                 enabled_backend: "ca-1".into(),
+                backends: vec![model::mesh_pb::CertificateAuthorityBackend {
+                    name: "ca-1".into(),
+                    r#type: "builtin".into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             });
         }
-        let out = generate_with(&proxy, &mtls, &[], &[route_all()]);
+        // Generation only places the PEM texts; it does not parse them.
+        let tls = MeshTls {
+            ca_bundle_pem: "CA".into(),
+        };
+        let identity = ProxyIdentity {
+            cert_chain_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        };
+        let policies = [route_all()];
+        let mut context = MeshContext::new(&mtls, &[]);
+        context.policies = &policies;
+        context.tls = Some(&tls);
+        context.identity = Some(&identity);
+        let out = generate(&proxy, &context).unwrap();
         assert_eq!(
             filters(&out, 0),
             [permissions::RBAC_FILTER, HTTP_CONNECTION_MANAGER_FILTER]

@@ -9,6 +9,8 @@
 //! * [`policy`]: which TrafficPermission and TrafficRoute apply to an
 //!   inbound or outbound, and the RBAC filter, clusters, weights and load
 //!   balancers they turn into.
+//! * [`tls`]: mesh mTLS in the generated config: the inbound and outbound
+//!   TLS transport sockets and the SDS secrets (certificates are input).
 //! * [`render`]: proto3 JSON/YAML of those messages (golden tests, Envoy
 //!   bootstraps, inspect output), through an embedded descriptor set of the
 //!   Envoy protos.
@@ -31,9 +33,11 @@ pub mod generate;
 pub mod names;
 pub mod policy;
 pub mod render;
+pub mod tls;
 
 pub use generate::{
     CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EnvoyResources, GenerateError, LISTENER_TYPE_URL,
     MeshContext, NamedResource, Protocol, generate,
 };
 pub use policy::routes::{RouteError, SkippedOutbound};
+pub use tls::{MeshTls, ProxyIdentity, SECRET_TYPE_URL};

@@ -39,10 +39,39 @@ fn static_bootstrap(resources: &EnvoyResources) -> serde_json::Value {
         .iter()
         .map(|l| xds::render::to_json(l).unwrap())
         .collect();
+    if resources.secrets.is_empty() {
+        return json!({
+            "node": { "id": "default.test", "cluster": "test" },
+            "static_resources": { "listeners": listeners, "clusters": clusters },
+        });
+    }
+    // mTLS: validate mode cannot run ADS (Envoy 1.40 crashes), so the SDS references become
+    // references to static secrets (no `sds_config`), and the secrets are static ones.
+    let secrets: Vec<_> = resources
+        .secrets
+        .iter()
+        .map(|s| xds::render::to_json(s).unwrap())
+        .collect();
+    let mut static_resources =
+        json!({ "listeners": listeners, "clusters": clusters, "secrets": secrets });
+    drop_sds_config(&mut static_resources);
     json!({
         "node": { "id": "default.test", "cluster": "test" },
-        "static_resources": { "listeners": listeners, "clusters": clusters },
+        "static_resources": static_resources,
     })
+}
+
+/// Removes every `sdsConfig` (the JSON rendering's name) in `value`.
+fn drop_sds_config(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("sdsConfig");
+            map.remove("sds_config");
+            map.values_mut().for_each(drop_sds_config);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_sds_config),
+        _ => {}
+    }
 }
 
 fn validate(case: &str) {
@@ -134,4 +163,36 @@ fn envoy_refuses_a_ring_hash_minimum_above_its_maximum() {
 #[test]
 fn envoy_accepts_http_rules() {
     validate("http_rules");
+}
+
+#[test]
+fn envoy_accepts_mtls_strict() {
+    let resources = common::generate_case("mtls_strict");
+    assert_eq!(resources.secrets.len(), 2, "mTLS case without secrets");
+    validate("mtls_strict");
+}
+
+#[test]
+fn envoy_accepts_mtls_permissive() {
+    validate("mtls_permissive");
+}
+
+/// The mTLS check has teeth: a secret whose certificate is not PEM is refused.
+#[test]
+fn envoy_refuses_a_broken_secret() {
+    use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type;
+    let mut resources = common::generate_case("mtls_strict");
+    for secret in &mut resources.secrets {
+        if let Some(Type::ValidationContext(v)) = &mut secret.r#type {
+            v.trusted_ca.as_mut().unwrap().specifier =
+                Some(Specifier::InlineBytes(b"not a certificate".to_vec()));
+        }
+    }
+    let err = envoy_validate("broken_secret", &static_bootstrap(&resources))
+        .expect_err("Envoy accepted a CA bundle that is not PEM");
+    assert!(
+        err.contains("Failed to load trusted CA certificates"),
+        "{err}"
+    );
 }

@@ -71,3 +71,13 @@ fn golden_load_balancers() {
 fn golden_http_rules() {
     check("http_rules");
 }
+
+#[test]
+fn golden_mtls_strict() {
+    check("mtls_strict");
+}
+
+#[test]
+fn golden_mtls_permissive() {
+    check("mtls_permissive");
+}

@@ -37,10 +37,19 @@ fn generate(yaml: &str) -> xds::EnvoyResources {
         .filter(|r| !matches!(r.kind(), ResourceType::Mesh | ResourceType::Dataplane))
         .cloned()
         .collect();
-    let context = xds::MeshContext {
-        policies: &policies,
-        ..xds::MeshContext::new(&mesh[0], &dataplanes)
+    // Placeholder certificates: generation only places the texts, and the
+    // RBAC test takes the TLS off again (its requests are plain).
+    let tls = xds::MeshTls {
+        ca_bundle_pem: "CA".into(),
     };
+    let identity = xds::ProxyIdentity {
+        cert_chain_pem: "CERT".into(),
+        key_pem: "KEY".into(),
+    };
+    let mut context = xds::MeshContext::new(&mesh[0], &dataplanes);
+    context.policies = &policies;
+    context.tls = Some(&tls);
+    context.identity = Some(&identity);
     let out = xds::generate(&dataplanes[0], &context).unwrap();
     assert!(out.skipped.is_empty(), "{:?}", out.skipped);
     out
@@ -211,6 +220,7 @@ destinations:
             chain.transport_socket = None;
         }
     }
+    resources.secrets.clear();
     let cache = SnapshotCache::new();
     cache.set(NODE, resources);
     let mut envoy = Envoy::start(NODE, cache).await;

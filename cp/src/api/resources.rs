@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use model::format::{FormatError, from_json_value};
 use model::{CpMode, Resource, ResourceKey, ResourceType, labels};
 use serde_json::{Value, json};
-use store::{ListQuery, StoreError};
+use store::{ListQuery, Op, StoreError};
 
 use super::ApiState;
 use super::auth::authorize_read;
@@ -152,11 +152,35 @@ pub(super) async fn put(
     if !violations.is_empty() {
         return Err(ApiError::invalid(TITLE, violations));
     }
+    // A Mesh comes with its CA secrets and, when new, its default policies: one batch.
+    let mut companions = Vec::new();
+    if kind == ResourceType::Mesh && state.settings.mode != CpMode::FederatedZone {
+        companions =
+            crate::defaults::mesh_companions(state.store.as_ref(), &resource, existing.is_none())
+                .await
+                .map_err(|e| ca_error(TITLE, e))?;
+        for companion in &mut companions {
+            server_labels(&state, companion, None, &mut violations);
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::invalid(TITLE, violations));
+        }
+    }
+    let create_companions = companions.into_iter().map(|resource| Op::Create {
+        resource,
+        owner: None,
+    });
     match existing {
         None => {
+            let ops: Vec<Op> = std::iter::once(Op::Create {
+                resource,
+                owner: None,
+            })
+            .chain(create_companions)
+            .collect();
             state
                 .store
-                .create(resource, None)
+                .apply(ops)
                 .await
                 .map_err(|e| ApiError::from_store("Could not create a resource", e))?;
             Ok(ok_empty(StatusCode::CREATED))
@@ -164,7 +188,10 @@ pub(super) async fn put(
         Some(current) => {
             resource.meta.version = current.meta.version;
             resource.meta.creation_time = current.meta.creation_time;
-            state.store.update(resource).await.map_err(|e| match e {
+            let ops: Vec<Op> = std::iter::once(Op::Update { resource })
+                .chain(create_companions)
+                .collect();
+            state.store.apply(ops).await.map_err(|e| match e {
                 // Deleted between our read and our write: someone else changed it.
                 StoreError::NotFound(key) => ApiError::conflict(format!(
                     "{key} was deleted by someone else at the same time; retry"
@@ -173,6 +200,21 @@ pub(super) async fn put(
             })?;
             Ok(ok_empty(StatusCode::OK))
         }
+    }
+}
+
+/// A Mesh's CA that cannot be set up: a 400 naming the field when its settings or material
+/// are at fault, a store error otherwise.
+fn ca_error(title: &str, error: ca::CaError) -> ApiError {
+    if let Some(field) = error.field() {
+        return ApiError::invalid(
+            title,
+            [InvalidParameter::new(field.to_string(), error.to_string())],
+        );
+    }
+    match error {
+        ca::CaError::Store { source, .. } => ApiError::from_store(title, *source),
+        error => ApiError::internal(title, error),
     }
 }
 

@@ -465,10 +465,11 @@ async fn resource_types_for_kumactl_export() {
 async fn crud_lifecycle() {
     let h = harness(CpMode::Global);
     let c = h.local();
+    // Without the default policies, so the lists below hold only what the test writes.
     let r = c
         .put(
             "/meshes/default",
-            &json!({ "type": "Mesh", "name": "default" }),
+            &json!({ "type": "Mesh", "name": "default", "skipCreatingInitialPolicies": ["*"] }),
         )
         .await;
     assert_eq!(
@@ -2032,4 +2033,124 @@ async fn odd_urls_get_4xx() {
         );
         r.assert_error(r.status);
     }
+}
+
+// === mesh mTLS and default policies (Kuma's mesh manager) ===
+
+fn builtin_mesh(name: &str) -> Value {
+    json!({
+        "type": "Mesh",
+        "name": name,
+        "mtls": {
+            "enabledBackend": "ca-1",
+            "backends": [{ "name": "ca-1", "type": "builtin" }],
+        },
+    })
+}
+
+#[tokio::test]
+async fn a_new_mesh_gets_its_default_policies_and_ca() {
+    let h = harness(CpMode::Global);
+    let admin = h.local();
+    let r = admin.put("/meshes/m1", &builtin_mesh("m1")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // The CA exists as soon as the apply returns.
+    for name in ["m1.ca-builtin-cert-ca-1", "m1.ca-builtin-key-ca-1"] {
+        let r = admin.get(&format!("/meshes/m1/secrets/{name}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text);
+        assert_eq!(r.json["labels"]["kuma.io/origin"], "global", "{}", r.text);
+    }
+    let r = admin
+        .get("/meshes/m1/traffic-permissions/allow-all-m1")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["sources"],
+        json!([{ "match": { "kuma.io/service": "*" } }])
+    );
+    let r = admin.get("/meshes/m1/traffic-routes/route-all-m1").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["conf"],
+        json!({ "destination": { "kuma.io/service": "*" }, "loadBalancer": { "roundRobin": {} } })
+    );
+    let cert = h
+        .store
+        .get(&ResourceKey::new(
+            ResourceType::Secret,
+            "m1",
+            "m1.ca-builtin-cert-ca-1",
+        ))
+        .await
+        .expect("cert");
+
+    // Updating the mesh keeps its CA and does not recreate deleted default policies.
+    let r = admin
+        .delete("/meshes/m1/traffic-permissions/allow-all-m1")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = admin.put("/meshes/m1", &builtin_mesh("m1")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let again = h
+        .store
+        .get(&ResourceKey::new(
+            ResourceType::Secret,
+            "m1",
+            "m1.ca-builtin-cert-ca-1",
+        ))
+        .await
+        .expect("cert");
+    assert_eq!(again.meta.version, cert.meta.version, "CA regenerated");
+    assert_eq!(h.count(ResourceType::TrafficPermission).await, 0);
+
+    // Deleting the mesh takes its CA and policies along.
+    let r = admin.delete("/meshes/m1").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(h.count(ResourceType::Secret).await, 0);
+    assert_eq!(h.count(ResourceType::TrafficRoute).await, 0);
+}
+
+#[tokio::test]
+async fn enabling_mtls_on_an_existing_mesh_creates_the_ca() {
+    let h = harness(CpMode::Standalone);
+    let admin = h.local();
+    let r = admin
+        .put(
+            "/meshes/m1",
+            &json!({ "type": "Mesh", "name": "m1", "skipCreatingInitialPolicies": ["*"] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(h.count(ResourceType::Secret).await, 0);
+    assert_eq!(h.count(ResourceType::TrafficPermission).await, 0);
+    assert_eq!(h.count(ResourceType::TrafficRoute).await, 0);
+    let r = admin.put("/meshes/m1", &builtin_mesh("m1")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(h.count(ResourceType::Secret).await, 2);
+    assert_eq!(h.count(ResourceType::TrafficPermission).await, 0);
+}
+
+#[tokio::test]
+async fn a_provided_ca_without_its_secrets_is_400_and_stores_nothing() {
+    let h = harness(CpMode::Global);
+    let mesh = json!({
+        "type": "Mesh",
+        "name": "m1",
+        "mtls": {
+            "enabledBackend": "ca-1",
+            "backends": [{
+                "name": "ca-1",
+                "type": "provided",
+                "conf": { "cert": { "secret": "my-cert" }, "key": { "secret": "my-key" } },
+            }],
+        },
+    });
+    let r = h.local().put("/meshes/m1", &mesh).await;
+    r.assert_error(StatusCode::BAD_REQUEST);
+    let reasons = r.field_reasons();
+    assert_eq!(reasons.len(), 1, "{}", r.text);
+    assert_eq!(reasons[0].0, "mtls.backends[0].conf.cert.secret");
+    assert!(reasons[0].1.contains("\"my-cert\" not found"), "{}", r.text);
+    assert_eq!(h.count(ResourceType::Mesh).await, 0);
+    assert_eq!(h.count(ResourceType::TrafficPermission).await, 0);
 }

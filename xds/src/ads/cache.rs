@@ -20,12 +20,23 @@ use crate::generate::{
 };
 
 /// The resources of one xDS type in a snapshot, with their version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct TypeSnapshot {
     /// Content hash of `resources`.
     pub version: String,
     /// Every resource of the type, sorted by name.
     pub resources: Vec<NamedResource>,
+}
+
+impl std::fmt::Debug for TypeSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: the packed bytes of a Secret hold a private key.
+        let names: Vec<&str> = self.resources.iter().map(|r| r.name.as_str()).collect();
+        f.debug_struct("TypeSnapshot")
+            .field("version", &self.version)
+            .field("resources", &names)
+            .finish()
+    }
 }
 
 /// Everything one proxy should have: its generated resources, packed per
@@ -75,6 +86,7 @@ impl Snapshot {
             ENDPOINT_TYPE_URL => {
                 self.resources.load_assignments == previous.resources.load_assignments
             }
+            crate::tls::SECRET_TYPE_URL => self.resources.secrets == previous.resources.secrets,
             _ => false,
         };
         let keep: Vec<(&'static str, String)> = previous

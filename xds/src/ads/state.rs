@@ -256,6 +256,45 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_served_by_name() {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+        let secret = |name: &str| Secret {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let snap = Snapshot::new(EnvoyResources {
+            secrets: vec![
+                secret("identity_cert:secret:default"),
+                secret("mesh_ca:secret:default"),
+            ],
+            ..snapshot(&["a"]).resources().clone()
+        });
+        let mut state = StreamState::new();
+        state.on_request(&request(
+            crate::SECRET_TYPE_URL,
+            "",
+            "",
+            &["mesh_ca:secret:default"],
+        ));
+        state.on_request(&request(CLUSTER_TYPE_URL, "", "", &[]));
+        let sent = state.responses(Some(&snap));
+        let types: Vec<_> = sent.iter().map(|r| r.type_url.as_str()).collect();
+        assert_eq!(types, [CLUSTER_TYPE_URL, crate::SECRET_TYPE_URL]);
+        assert_eq!(sent[1].resources.len(), 1, "only the named secret");
+        // Envoy names the second secret once a listener references it.
+        let both = request(
+            crate::SECRET_TYPE_URL,
+            &sent[1].version_info,
+            &sent[1].nonce,
+            &["identity_cert:secret:default", "mesh_ca:secret:default"],
+        );
+        assert!(matches!(state.on_request(&both), RequestKind::Ack { .. }));
+        let again = state.responses(Some(&snap));
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].resources.len(), 2);
+    }
+
+    #[test]
     fn eds_is_resent_with_every_cds() {
         let mut state = StreamState::new();
         state.on_request(&request(CLUSTER_TYPE_URL, "", "", &[]));

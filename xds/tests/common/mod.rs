@@ -1,6 +1,8 @@
 //! The cases shared by the golden and the Envoy tests: `testdata/{case}.input.yaml`
 //! holds a Mesh, Dataplanes and policies in kumactl YAML; the first Dataplane
-//! is the proxy, every other resource is one of the mesh's policies.
+//! is the proxy, every other resource is one of the mesh's policies. When the Mesh
+//! enables mTLS, the proxy's certificate and the CA are the fixed test ones in
+//! `testdata/mtls_identity.{pem,key}` and `testdata/mtls_ca.pem`.
 
 use std::path::PathBuf;
 
@@ -32,11 +34,29 @@ pub fn generate_case(case: &str) -> EnvoyResources {
         .filter(|r| !matches!(r.kind(), ResourceType::Mesh | ResourceType::Dataplane))
         .cloned()
         .collect();
-    let context = xds::MeshContext {
-        policies: &policies,
-        ..xds::MeshContext::new(mesh, &dataplanes)
-    };
+    let (tls, identity) = test_certificates();
+    let mut context = xds::MeshContext::new(mesh, &dataplanes);
+    context.policies = &policies;
+    context.tls = Some(&tls);
+    context.identity = Some(&identity);
     xds::generate(proxy, &context).unwrap_or_else(|e| panic!("{case}: {e}"))
+}
+
+/// The fixed test CA and proxy certificate (generation uses them only when the mesh
+/// enables mTLS).
+pub fn test_certificates() -> (xds::MeshTls, xds::ProxyIdentity) {
+    let read = |file: &str| {
+        std::fs::read_to_string(testdata(file)).unwrap_or_else(|e| panic!("reading {file}: {e}"))
+    };
+    (
+        xds::MeshTls {
+            ca_bundle_pem: read("mtls_ca.pem"),
+        },
+        xds::ProxyIdentity {
+            cert_chain_pem: read("mtls_identity.pem"),
+            key_pem: read("mtls_identity.key"),
+        },
+    )
 }
 
 fn find<'a>(resources: &'a [Resource], kind: ResourceType, case: &str) -> &'a Resource {
