@@ -19,7 +19,7 @@ use envoy_types::pb::google::rpc::Status;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::Streaming;
-use xds::ads::{AdsServer, NodeId, SnapshotCache, StreamEvents, StreamId};
+use xds::ads::{AdsServer, ConnectInfo, NodeId, SnapshotCache, StreamEvents, StreamId};
 use xds::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EnvoyResources, LISTENER_TYPE_URL};
 
 const NODE: &str = "default.web-1";
@@ -58,7 +58,7 @@ impl Recorder {
 }
 
 impl StreamEvents for Recorder {
-    fn connected(&self, _: StreamId, node: &NodeId) {
+    fn connected(&self, _: StreamId, node: &NodeId, _: &ConnectInfo) {
         self.push(Event::Connected(node.id.clone()));
     }
     fn acked(&self, _: StreamId, _: &NodeId, type_url: &str, version: &str) {
