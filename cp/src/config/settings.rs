@@ -627,17 +627,17 @@ pub static SETTINGS: &[Setting] = &[
     ),
     setting!(
         "xdsServer.dataplaneStatusFlushInterval",
-        KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL,
+        KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL | KUMA_XDS_DATAPLANE_STATUS_FLUSH_INTERVAL,
         xds_server.dataplane_status_flush_interval,
         "1m",
-        "How often proxy connection statistics are written to the store"
+        "How often proxy connection statistics (DataplaneInsight counters) are written to the store; connects, disconnects and NACKs are written within a second"
     ),
     setting!(
         "xdsServer.dataplaneDeregistrationDelay",
-        KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY,
+        KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY | KUMA_XDS_SERVER_DATAPLANE_DEREGISTRATION_DELAY,
         xds_server.dataplane_deregistration_delay,
         "0s",
-        "Wait after a proxy disconnects before deleting its Dataplane; 0 deletes at once"
+        "Wait after the last ADS stream of a proxy registered inline (kuma-dp with a dataplane resource) closes before deleting its Dataplane, unless it reconnected; 0 deletes at once. Dataplanes applied with kumactl are never deleted"
     ),
     // bootstrapServer
     setting!(
