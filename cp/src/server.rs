@@ -309,13 +309,14 @@ async fn start_dataplane_servers(
         std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         config.admin_server.local.port,
     );
-    let admin_listener = TcpListener::bind(admin_addr)
-        .await
-        .map_err(|source| RunError::Listen {
-            what: "admin",
-            addr: admin_addr,
-            source,
-        })?;
+    let admin_listener =
+        TcpListener::bind(admin_addr)
+            .await
+            .map_err(|source| RunError::Listen {
+                what: "admin",
+                addr: admin_addr,
+                source,
+            })?;
     // Kuma's dpServer.authn.dpProxy.type: dpToken (the only mode so far).
     let require_token = true;
 

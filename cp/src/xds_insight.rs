@@ -180,9 +180,9 @@ fn version_of(info: &ConnectInfo) -> Version {
         _ => None,
     }
     .map(|v| EnvoyVersion {
-            version: format!("{}.{}.{}", v.major_number, v.minor_number, v.patch),
-            ..Default::default()
-        });
+        version: format!("{}.{}.{}", v.major_number, v.minor_number, v.patch),
+        ..Default::default()
+    });
     let kuma_dp = info
         .node
         .metadata
@@ -218,7 +218,10 @@ pub fn start(
     instance_id: String,
     flush_interval: Duration,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> (Arc<InsightRecorder>, impl Future<Output = ()> + Send + 'static) {
+) -> (
+    Arc<InsightRecorder>,
+    impl Future<Output = ()> + Send + 'static,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = Writer {
         store,
@@ -433,7 +436,10 @@ fn merge(mut stored: DataplaneInsight, proxy: &Proxy) -> DataplaneInsight {
         }
         stored.subscriptions.push(ours.clone());
     }
-    let excess = stored.subscriptions.len().saturating_sub(SUBSCRIPTIONS_KEPT);
+    let excess = stored
+        .subscriptions
+        .len()
+        .saturating_sub(SUBSCRIPTIONS_KEPT);
     stored.subscriptions.drain(..excess);
     if let Some(metadata) = &proxy.metadata {
         stored.metadata = Some(metadata.clone());
@@ -483,9 +489,9 @@ async fn write(
             Err(e) => return Err(WriteError::Store(e)),
         }
     }
-    Err(WriteError::Store(last.unwrap_or_else(|| {
-        StoreError::NotFound(key.clone())
-    })))
+    Err(WriteError::Store(
+        last.unwrap_or_else(|| StoreError::NotFound(key.clone())),
+    ))
 }
 
 #[cfg(test)]
@@ -520,7 +526,10 @@ mod tests {
             .insert(1, subscription("me-1", "me", true));
         let merged = merge(stored, &proxy);
         assert_eq!(merged.subscriptions.len(), 2);
-        assert!(merged.subscriptions[0].disconnect_time.is_some(), "finalised");
+        assert!(
+            merged.subscriptions[0].disconnect_time.is_some(),
+            "finalised"
+        );
         assert!(merged.subscriptions[1].disconnect_time.is_none());
 
         proxy

@@ -173,11 +173,17 @@ async fn register_again(store: &dyn store::ResourceStore, dataplane: Resource) {
     match store.get(&key).await {
         Ok(_) => {}
         Err(StoreError::NotFound(_)) => match store.create(dataplane, None).await {
-            Ok(_) => info!(mesh = %key.mesh, name = %key.name, "inline dataplane registered again by its ADS stream"),
+            Ok(_) => {
+                info!(mesh = %key.mesh, name = %key.name, "inline dataplane registered again by its ADS stream")
+            }
             Err(StoreError::AlreadyExists(_)) => {}
-            Err(e) => warn!(mesh = %key.mesh, name = %key.name, error = %e, "registering an inline dataplane failed"),
+            Err(e) => {
+                warn!(mesh = %key.mesh, name = %key.name, error = %e, "registering an inline dataplane failed")
+            }
         },
-        Err(e) => warn!(mesh = %key.mesh, name = %key.name, error = %e, "reading an inline dataplane failed"),
+        Err(e) => {
+            warn!(mesh = %key.mesh, name = %key.name, error = %e, "reading an inline dataplane failed")
+        }
     }
 }
 
@@ -204,12 +210,18 @@ async fn open_elsewhere(
 
 async fn deregister(store: &dyn store::ResourceStore, instance_id: &str, mesh: &str, name: &str) {
     if open_elsewhere(store, instance_id, mesh, name).await {
-        info!(mesh, name, "inline dataplane kept: connected to another control plane instance");
+        info!(
+            mesh,
+            name, "inline dataplane kept: connected to another control plane instance"
+        );
         return;
     }
     let key = ResourceKey::new(ResourceType::Dataplane, mesh, name);
     match store.delete(&key).await {
-        Ok(()) => info!(mesh, name, "inline dataplane deregistered after its ADS stream closed"),
+        Ok(()) => info!(
+            mesh,
+            name, "inline dataplane deregistered after its ADS stream closed"
+        ),
         Err(StoreError::NotFound(_)) => {}
         Err(e) => warn!(mesh, name, error = %e, "deregistering an inline dataplane failed"),
     }

@@ -78,9 +78,10 @@ async fn open_stream_with(
         .into_iter()
         .collect(),
     });
-    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{xds_port}"))
-        .await
-        .expect("dial the xDS server");
+    let mut client =
+        AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{xds_port}"))
+            .await
+            .expect("dial the xDS server");
     let (tx, rx) = mpsc::channel(8);
     tx.send(DiscoveryRequest {
         node: Some(Node {
@@ -101,7 +102,10 @@ async fn open_stream_with(
             format!("Bearer {token}").parse().expect("ASCII token"),
         );
     }
-    let responses = client.stream_aggregated_resources(request).await?.into_inner();
+    let responses = client
+        .stream_aggregated_resources(request)
+        .await?
+        .into_inner();
     Ok(AdsStream { tx, responses })
 }
 
@@ -143,7 +147,10 @@ async fn e2e_ads_stream_auth_nack_in_insight_and_online_status() {
         ZONE,
         vec![
             ("KUMA_XDS_SERVER_GRPC_PORT".into(), xds_port.to_string()),
-            ("KUMA_ADMIN_SERVER_LOCAL_PORT".into(), admin_port.to_string()),
+            (
+                "KUMA_ADMIN_SERVER_LOCAL_PORT".into(),
+                admin_port.to_string(),
+            ),
             // Counters alone would wait this long; NACKs and disconnects must not.
             (
                 "KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL".into(),
@@ -289,25 +296,29 @@ networking:
 
     // The proxy leaves: its subscription closes and it counts as offline.
     drop(stream);
-    eventually(DEADLINE, "web-1 offline after its stream ended", async || {
-        let overview = zone
-            .get(ZONE, "/meshes/default/dataplanes+insights/web-1")
-            .await?
-            .ok_or("no overview")?;
-        let closed = overview
-            .pointer("/dataplaneInsight/subscriptions/0/disconnectTime")
-            .is_some();
-        let mesh = zone
-            .get(ZONE, "/mesh-insights/default")
-            .await?
-            .ok_or("no mesh insight")?;
-        let counts = dataplanes(mesh);
-        if closed && u64_at(&counts, "/offline") == 1 && u64_at(&counts, "/online") == 0 {
-            Ok(())
-        } else {
-            Err(format!("{overview} {counts}"))
-        }
-    })
+    eventually(
+        DEADLINE,
+        "web-1 offline after its stream ended",
+        async || {
+            let overview = zone
+                .get(ZONE, "/meshes/default/dataplanes+insights/web-1")
+                .await?
+                .ok_or("no overview")?;
+            let closed = overview
+                .pointer("/dataplaneInsight/subscriptions/0/disconnectTime")
+                .is_some();
+            let mesh = zone
+                .get(ZONE, "/mesh-insights/default")
+                .await?
+                .ok_or("no mesh insight")?;
+            let counts = dataplanes(mesh);
+            if closed && u64_at(&counts, "/offline") == 1 && u64_at(&counts, "/online") == 0 {
+                Ok(())
+            } else {
+                Err(format!("{overview} {counts}"))
+            }
+        },
+    )
     .await;
 }
 
@@ -320,9 +331,18 @@ async fn e2e_inline_dataplane_is_deregistered_after_its_stream_and_registered_ag
         ZONE,
         vec![
             ("KUMA_XDS_SERVER_GRPC_PORT".into(), xds_port.to_string()),
-            ("KUMA_ADMIN_SERVER_LOCAL_PORT".into(), admin_port.to_string()),
-            ("KUMA_BOOTSTRAP_SERVER_PORT".into(), bootstrap_port.to_string()),
-            ("KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY".into(), "1s".into()),
+            (
+                "KUMA_ADMIN_SERVER_LOCAL_PORT".into(),
+                admin_port.to_string(),
+            ),
+            (
+                "KUMA_BOOTSTRAP_SERVER_PORT".into(),
+                bootstrap_port.to_string(),
+            ),
+            (
+                "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY".into(),
+                "1s".into(),
+            ),
         ],
     )
     .await;
@@ -380,12 +400,20 @@ networking:
             .await?
             .is_some())
     };
-    assert!(exists("inline").await.unwrap_or(false), "bootstrap stored it");
+    assert!(
+        exists("inline").await.unwrap_or(false),
+        "bootstrap stored it"
+    );
 
     // Both proxies connect, then leave.
-    let mut inline = open_stream_with(xds_port, Some(&inline_token), "default.inline", Some(&inline_json))
-        .await
-        .expect("inline stream");
+    let mut inline = open_stream_with(
+        xds_port,
+        Some(&inline_token),
+        "default.inline",
+        Some(&inline_json),
+    )
+    .await
+    .expect("inline stream");
     first_message(&mut inline).await.expect("a response");
     let mut applied = open_stream(xds_port, Some(&applied_token), "default.applied")
         .await
@@ -407,9 +435,16 @@ networking:
     );
 
     // The proxy comes back: its stream registers it again.
-    let mut again = open_stream_with(xds_port, Some(&inline_token), "default.inline", Some(&inline_json))
+    let mut again = open_stream_with(
+        xds_port,
+        Some(&inline_token),
+        "default.inline",
+        Some(&inline_json),
+    )
+    .await
+    .expect("inline stream again");
+    first_message(&mut again)
         .await
-        .expect("inline stream again");
-    first_message(&mut again).await.expect("a response once registered again");
+        .expect("a response once registered again");
     assert!(exists("inline").await.unwrap_or(false));
 }

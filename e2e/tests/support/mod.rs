@@ -457,7 +457,10 @@ impl Federation {
         // A zone serves xDS and bootstraps: free ports, so that several zones share the host.
         env.push(("KUMA_XDS_SERVER_GRPC_PORT".into(), free_port().to_string()));
         env.push(("KUMA_BOOTSTRAP_SERVER_PORT".into(), free_port().to_string()));
-        env.push(("KUMA_ADMIN_SERVER_LOCAL_PORT".into(), free_port().to_string()));
+        env.push((
+            "KUMA_ADMIN_SERVER_LOCAL_PORT".into(),
+            free_port().to_string(),
+        ));
         if !options.federated {
             return env;
         }
