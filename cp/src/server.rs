@@ -317,8 +317,7 @@ async fn start_dataplane_servers(
                 addr: admin_addr,
                 source,
             })?;
-    // Kuma's dpServer.authn.dpProxy.type: dpToken (the only mode so far).
-    let require_token = true;
+    let require_token = config.dp_server.dp_proxy_auth == crate::config::DpProxyAuthType::DpToken;
 
     let cache = xds::ads::SnapshotCache::new();
     let feed = xds::feed::run(store.clone(), cache.clone(), stopped(stop.clone()));
@@ -357,16 +356,25 @@ async fn start_dataplane_servers(
         .add_service(
             xds::ads::AdsServer::with_events(cache, Arc::new(events))
                 .with_authenticator(Arc::new(authenticator))
+                .with_shutdown(stop.clone())
                 .into_service(),
         );
     let xds_stop = stopped(stop.clone());
+    let xds_deadline = stopped(stop.clone());
     servers.spawn(async move {
-        kds::transport::serve(ads, xds_listener, None, xds_stop)
-            .await
-            .map_err(|e| RunError::Serve {
+        // On stop the ADS server ends its streams; a client that keeps its half of a stream
+        // open would hold the graceful shutdown forever, so it gets XDS_SHUTDOWN_GRACE.
+        let serve = kds::transport::serve(ads, xds_listener, None, xds_stop);
+        tokio::select! {
+            result = serve => result.map_err(|e| RunError::Serve {
                 what: "xDS",
                 source: std::io::Error::other(e.to_string()),
-            })
+            }),
+            () = async {
+                xds_deadline.await;
+                tokio::time::sleep(XDS_SHUTDOWN_GRACE).await;
+            } => Ok(()),
+        }
     });
 
     let settings = BootstrapSettings {
@@ -401,6 +409,9 @@ async fn start_dataplane_servers(
     info!(xds = %xds_addr, bootstrap = %bootstrap_addr, admin = %admin_addr, "dataplane servers ready");
     Ok(())
 }
+
+/// How long a stopping zone waits for its ADS connections to close after ending their streams.
+const XDS_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Change-feed rows kept: the feed serves live followers (KDS mirrors, caches), which resync
 /// from a snapshot when they fall further behind.

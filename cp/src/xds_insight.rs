@@ -10,7 +10,8 @@
 //! owns the counters and writes to the store: every
 //! `xdsServer.dataplaneStatusFlushInterval` for counters, and within
 //! [`PROMPT`] after a connect, a disconnect or a NACK, so the API shows them
-//! quickly. A write merges into the stored insight: subscriptions of other
+//! quickly. When the control plane stops, the writer closes the subscriptions of its
+//! streams and writes them before it returns. A write merges into the stored insight: subscriptions of other
 //! instances are kept, a new subscription closes every older one left open
 //! (their stream is gone: Kuma's finalisation), and the newest
 //! [`SUBSCRIPTIONS_KEPT`] are kept. The insight is owned by its Dataplane
@@ -253,6 +254,11 @@ impl Writer {
             let next = prompt.map_or(regular, |p| p.min(regular));
             tokio::select! {
                 () = &mut stop => {
+                    // This instance stops and its streams with it: say so.
+                    while let Ok(event) = rx.try_recv() {
+                        self.apply(event);
+                    }
+                    self.close_all(SystemTime::now());
                     self.flush().await;
                     return;
                 }
@@ -358,6 +364,19 @@ impl Writer {
                     s.generation = s.generation.wrapping_add(1);
                 }
                 true
+            }
+        }
+    }
+
+    /// Marks every open subscription disconnected at `at`.
+    fn close_all(&mut self, at: SystemTime) {
+        for proxy in self.proxies.values_mut() {
+            for s in proxy.subscriptions.values_mut() {
+                if s.disconnect_time.is_none() {
+                    s.disconnect_time = Some(timestamp(at));
+                    s.generation = s.generation.wrapping_add(1);
+                    proxy.dirty = true;
+                }
             }
         }
     }

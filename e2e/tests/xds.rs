@@ -9,6 +9,7 @@
 //!   with Envoy's reason, `responsesRejected`), the proxy counts as online in the mesh
 //!   insight while its stream is open, and offline (subscription closed) after it ends.
 //!
+//! * with `dpServer.authn.dpProxy.type: none`, a stream needs no token;
 //! * an inline Dataplane (`dataplaneResource` in `POST /bootstrap`) is deleted
 //!   `xdsServer.dataplaneDeregistrationDelay` after its ADS stream closed, and registered again
 //!   by its next stream (node metadata `dataplane.resource`); a kumactl-applied one stays.
@@ -447,4 +448,106 @@ networking:
         .await
         .expect("a response once registered again");
     assert!(exists("inline").await.unwrap_or(false));
+}
+
+#[tokio::test]
+async fn e2e_with_dp_proxy_auth_none_a_stream_needs_no_token() {
+    let xds_port = free_port();
+    let zone = Federation::start_standalone(
+        ZONE,
+        vec![
+            ("KUMA_XDS_SERVER_GRPC_PORT".into(), xds_port.to_string()),
+            ("KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE".into(), "none".into()),
+        ],
+    )
+    .await;
+    zone.apply(
+        ZONE,
+        "type: Dataplane
+mesh: default
+name: web-1
+networking:
+  address: 127.0.0.1
+  inbound:
+    - port: 20001
+      servicePort: 20002
+      tags:
+        kuma.io/service: web
+",
+    );
+    let mut stream = open_stream(xds_port, None, "default.web-1")
+        .await
+        .expect("a stream without a token is accepted");
+    let response = first_message(&mut stream)
+        .await
+        .expect("served without a token");
+    assert_eq!(response.type_url, CLUSTER);
+}
+
+#[tokio::test]
+async fn e2e_a_zone_that_stops_closes_its_proxies_subscriptions() {
+    let xds_port = free_port();
+    let admin_port = free_port();
+    let mut zone = Federation::start_standalone(
+        ZONE,
+        vec![
+            ("KUMA_XDS_SERVER_GRPC_PORT".into(), xds_port.to_string()),
+            (
+                "KUMA_ADMIN_SERVER_LOCAL_PORT".into(),
+                admin_port.to_string(),
+            ),
+        ],
+    )
+    .await;
+    zone.apply(
+        ZONE,
+        "type: Dataplane
+mesh: default
+name: web-1
+networking:
+  address: 127.0.0.1
+  inbound:
+    - port: 20001
+      servicePort: 20002
+      tags:
+        kuma.io/service: web
+",
+    );
+    let (status, token) = issue_token(
+        admin_port,
+        serde_json::json!({"name": "web-1", "mesh": "default"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let mut stream = open_stream(xds_port, Some(&token), "default.web-1")
+        .await
+        .expect("stream");
+    first_message(&mut stream).await.expect("a response");
+    let open = async |zone: &Federation| -> Result<Option<bool>, String> {
+        let overview = zone
+            .get(ZONE, "/meshes/default/dataplanes+insights/web-1")
+            .await?
+            .ok_or("no overview")?;
+        Ok(overview
+            .pointer("/dataplaneInsight/subscriptions/0")
+            .map(|s| s.get("disconnectTime").is_none()))
+    };
+    eventually(DEADLINE, "the subscription written", async || {
+        match open(&zone).await? {
+            Some(true) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // A graceful stop with the stream still open: it exits and closes the subscription.
+    let status = zone.terminate(ZONE, DEADLINE);
+    assert!(status.success(), "kuma-zone exited with {status}");
+    drop(stream);
+    zone.restart(ZONE).await;
+    assert_eq!(
+        open(&zone).await.expect("the overview"),
+        Some(false),
+        "the stopped zone left the subscription open"
+    );
 }

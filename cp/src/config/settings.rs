@@ -129,6 +129,11 @@ pub(crate) const SECTIONS: &[Section] = &[
         about: "Serves the Envoy bootstrap config to `kuma-dp`.",
     },
     Section {
+        prefix: "dpServer",
+        title: "Dataplane server",
+        about: "How the zone authenticates its proxies on `/bootstrap` and on the ADS stream.",
+    },
+    Section {
         prefix: "dnsServer",
         title: "DNS server",
         about: "Names `<service>.mesh` and the virtual IPs behind them.",
@@ -646,6 +651,14 @@ pub static SETTINGS: &[Setting] = &[
         bootstrap_server.port,
         "16682",
         "Port of the bootstrap server"
+    ),
+    // dpServer
+    setting!(
+        "dpServer.authn.dpProxy.type",
+        KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE,
+        dp_server.dp_proxy_auth,
+        "none",
+        "How proxies are authenticated: `dpToken` requires a dataplane token (`kumactl generate dataplane-token`) on `/bootstrap` and on the ADS stream; `none` checks nothing"
     ),
     // dnsServer
     setting!(

@@ -246,6 +246,28 @@ impl Proc {
         );
     }
 
+    /// SIGTERM, then waits (polling, with a deadline) for the exit and reaps it.
+    fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let start = Instant::now();
+        loop {
+            let child = self
+                .child
+                .as_mut()
+                .unwrap_or_else(|| panic!("{} is not running", self.name));
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{} did not exit within {deadline:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL, then reap.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -559,6 +581,11 @@ impl Federation {
     /// SIGKILL.
     pub fn kill(&mut self, name: &str) {
         self.proc_mut(name).kill();
+    }
+
+    /// Stops `name` with SIGTERM (a graceful shutdown) and returns its exit status.
+    pub fn terminate(&mut self, name: &str, deadline: Duration) -> std::process::ExitStatus {
+        self.proc_mut(name).terminate(deadline)
     }
 
     /// Starts a killed (or running: it is killed first) zone again, same work dir and ports.

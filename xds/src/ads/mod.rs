@@ -39,7 +39,7 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
@@ -218,6 +218,7 @@ pub struct AdsServer {
     cache: SnapshotCache,
     events: Arc<dyn StreamEvents>,
     auth: Arc<dyn StreamAuthenticator>,
+    stop: Option<watch::Receiver<bool>>,
     next_stream: Arc<AtomicU64>,
 }
 
@@ -242,6 +243,7 @@ impl AdsServer {
             cache,
             events,
             auth: Arc::new(AllowAll),
+            stop: None,
             next_stream: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -249,6 +251,14 @@ impl AdsServer {
     /// `self`, admitting only the streams `auth` accepts.
     pub fn with_authenticator(mut self, auth: Arc<dyn StreamAuthenticator>) -> AdsServer {
         self.auth = auth;
+        self
+    }
+
+    /// `self`, ending every stream (with `UNAVAILABLE`, so that Envoy redials)
+    /// once `stop` turns true: a graceful server shutdown waits for its
+    /// streams, and ADS streams never end on their own.
+    pub fn with_shutdown(mut self, stop: watch::Receiver<bool>) -> AdsServer {
+        self.stop = Some(stop);
         self
     }
 
@@ -264,6 +274,7 @@ impl AdsServer {
             events: self.events.clone(),
             auth: self.auth.clone(),
             token: bearer_token(metadata),
+            stop: self.stop.clone(),
             tx,
         }
     }
@@ -304,7 +315,24 @@ struct Stream_<T> {
     events: Arc<dyn StreamEvents>,
     auth: Arc<dyn StreamAuthenticator>,
     token: Option<String>,
+    stop: Option<watch::Receiver<bool>>,
     tx: mpsc::Sender<Result<T, Status>>,
+}
+
+/// Resolves once `stop` turns true; never without a stop signal (or once
+/// its sender is gone).
+async fn stopping(stop: Option<watch::Receiver<bool>>) {
+    if let Some(mut stop) = stop
+        && stop.wait_for(|s| *s).await.is_ok()
+    {
+        return;
+    }
+    std::future::pending::<()>().await;
+}
+
+/// What ends a stream whose server stops.
+fn shutting_down() -> Status {
+    Status::unavailable("the control plane is shutting down")
 }
 
 /// Whether a later request's `node` (Envoy may repeat it) names the stream's node.
@@ -368,7 +396,11 @@ impl<T: Send + 'static> Stream_<T> {
 impl Stream_<DiscoveryResponse> {
     async fn run_sotw(self, mut requests: Streaming<DiscoveryRequest>) {
         // Err from the request stream is Envoy going away (§4.4 gotcha 8).
-        let Ok(Some(first)) = requests.message().await else {
+        let first = tokio::select! {
+            first = requests.message() => first,
+            () = stopping(self.stop.clone()) => return,
+        };
+        let Ok(Some(first)) = first else {
             return;
         };
         let Some((node, info)) = self
@@ -389,6 +421,8 @@ impl Stream_<DiscoveryResponse> {
         mut requests: Streaming<DiscoveryRequest>,
     ) {
         let mut snapshots = self.cache.watch(&node.id);
+        let stop = stopping(self.stop.clone());
+        tokio::pin!(stop);
         let mut state = StreamState::new();
         self.on_sotw_request(node, &mut state, &first);
         loop {
@@ -418,6 +452,10 @@ impl Stream_<DiscoveryResponse> {
                     }
                 }
                 () = self.tx.closed() => return,
+                () = &mut stop => {
+                    let _ = self.tx.send(Err(shutting_down())).await;
+                    return;
+                }
             }
         }
     }
@@ -430,7 +468,11 @@ impl Stream_<DiscoveryResponse> {
 
 impl Stream_<DeltaDiscoveryResponse> {
     async fn run_delta(self, mut requests: Streaming<DeltaDiscoveryRequest>) {
-        let Ok(Some(first)) = requests.message().await else {
+        let first = tokio::select! {
+            first = requests.message() => first,
+            () = stopping(self.stop.clone()) => return,
+        };
+        let Ok(Some(first)) = first else {
             return;
         };
         let Some((node, info)) = self.admit(first.node.as_ref(), Variant::Delta).await else {
@@ -448,6 +490,8 @@ impl Stream_<DeltaDiscoveryResponse> {
         mut requests: Streaming<DeltaDiscoveryRequest>,
     ) {
         let mut snapshots = self.cache.watch(&node.id);
+        let stop = stopping(self.stop.clone());
+        tokio::pin!(stop);
         let mut state = DeltaState::new();
         self.on_delta_request(node, &mut state, &first);
         loop {
@@ -479,6 +523,10 @@ impl Stream_<DeltaDiscoveryResponse> {
                     }
                 }
                 () = self.tx.closed() => return,
+                () = &mut stop => {
+                    let _ = self.tx.send(Err(shutting_down())).await;
+                    return;
+                }
             }
         }
     }
