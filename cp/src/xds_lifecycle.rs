@@ -11,7 +11,8 @@
 //! * when the last stream of the proxy on this instance closes, the Dataplane
 //!   is deleted `xdsServer.dataplaneDeregistrationDelay` later, unless a
 //!   stream for the same proxy opened meanwhile, here or on another instance
-//!   (an open subscription of another instance in its DataplaneInsight).
+//!   (the newest subscription of its DataplaneInsight is open on another
+//!   instance).
 //!
 //! Dataplanes applied with kumactl (no metadata) are never deleted. The
 //! [`StreamEvents`] hooks only send to a channel; one task does the store work.
@@ -187,7 +188,8 @@ async fn register_again(store: &dyn store::ResourceStore, dataplane: Resource) {
     }
 }
 
-/// Whether the DataplaneInsight shows a stream open on another instance.
+/// Whether the DataplaneInsight's newest subscription (subscriptions are kept most recent
+/// last; a new one closes the older ones) is a stream still open on another instance.
 async fn open_elsewhere(
     store: &dyn store::ResourceStore,
     instance_id: &str,
@@ -199,7 +201,7 @@ async fn open_elsewhere(
         Ok(Resource {
             spec: Spec::DataplaneInsight(insight),
             ..
-        }) => insight.subscriptions.iter().any(|s| {
+        }) => insight.subscriptions.last().is_some_and(|s| {
             s.control_plane_instance_id != instance_id
                 && s.connect_time.is_some()
                 && s.disconnect_time.is_none()
