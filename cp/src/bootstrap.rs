@@ -21,7 +21,9 @@
 //!    would replace): a bad, expired, revoked or unknown-key token is 401, a
 //!    valid token for another mesh, proxy, type, tag or workload is 403; the
 //!    message says which rule failed and never contains the token;
-//! 4. an inline Dataplane is then upserted into the store;
+//! 4. an inline Dataplane is then upserted into the store, and the Envoy
+//!    bootstrap carries it as node metadata `dataplane.resource` (Kuma's
+//!    marker of an inline Dataplane: see [`crate::xds_lifecycle`]);
 //! 5. the answer (200) is, with `Accept: application/json` (kuma-dp), Kuma's
 //!    `{"bootstrap": <base64 YAML>, "kumaSidecarConfiguration": {...}}`, and
 //!    otherwise the bootstrap itself as proto3 JSON (which is also YAML, for
@@ -124,7 +126,7 @@ impl BootstrapRequestError {
 
 /// 401: the token does not prove anything; 403: it is valid but for another
 /// proxy; 500: the store failed.
-fn token_status(error: &TokenError) -> StatusCode {
+pub(crate) fn token_status(error: &TokenError) -> StatusCode {
     match error {
         TokenError::WrongMesh { .. }
         | TokenError::WrongName { .. }
@@ -460,6 +462,12 @@ fn respond(
     }
     if request.delta {
         params.api_type = AdsApiType::DeltaGrpc;
+    }
+    if request.dataplane_resource.is_some() {
+        // Marks the proxy as registered inline: its ADS stream re-creates the
+        // Dataplane if missing, and it is deleted after the stream ends
+        // (`crate::xds_lifecycle`).
+        params.dataplane_resource = Some(model::format::to_json_value(dataplane).to_string());
     }
     let envoy = xds::bootstrap::bootstrap(&params).map_err(|e| match e {
         xds::bootstrap::BootstrapError::Invalid { field, message } => bad(field, message),

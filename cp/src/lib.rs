@@ -19,3 +19,6 @@ pub mod store_metrics;
 mod store_settings;
 pub mod tls;
 pub mod tokens;
+pub mod xds_auth;
+pub mod xds_insight;
+pub mod xds_lifecycle;

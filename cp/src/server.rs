@@ -135,7 +135,7 @@ pub async fn run(
     } else {
         tokens::TokensState::new(store.clone())
     };
-    let app = api::router_with(state, tokens::router().with_state(tokens_state));
+    let app = api::router_with(state, tokens::router().with_state(tokens_state.clone()));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -186,7 +186,15 @@ pub async fn run(
     }
     if matches!(mode, CpMode::Standalone | CpMode::FederatedZone) {
         readiness.register("xds-server");
-        start_dataplane_servers(&config, store.clone(), &mut servers, &stop_rx).await?;
+        start_dataplane_servers(
+            &config,
+            store.clone(),
+            &instance_id,
+            tokens_state,
+            &mut servers,
+            &stop_rx,
+        )
+        .await?;
         readiness.set_ready("xds-server", true);
     }
     servers.spawn(prune_changes(store.clone(), stopped(stop_rx.clone())));
@@ -263,11 +271,15 @@ pub async fn run(
 }
 
 /// Starts what serves Envoy in a zone: the xDS feed (store → snapshot cache), the ADS server
-/// on `xdsServer.grpcPort` and `POST /bootstrap` on `bootstrapServer.port`, both on the API
-/// interface. Each stops when `stop` turns true.
+/// on `xdsServer.grpcPort` (dataplane tokens checked, DataplaneInsight written, inline
+/// Dataplanes deregistered), `POST /bootstrap` on `bootstrapServer.port`, both on the API
+/// interface, and `POST /tokens/dataplane` on `adminServer.local.port` of 127.0.0.1. Each
+/// stops when `stop` turns true.
 async fn start_dataplane_servers(
     config: &Config,
     store: Arc<dyn ResourceStore>,
+    instance_id: &str,
+    tokens_state: tokens::TokensState,
     servers: &mut JoinSet<Result<(), RunError>>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), RunError> {
@@ -293,6 +305,20 @@ async fn start_dataplane_servers(
                 source,
             })?;
 
+    let admin_addr = SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        config.admin_server.local.port,
+    );
+    let admin_listener =
+        TcpListener::bind(admin_addr)
+            .await
+            .map_err(|source| RunError::Listen {
+                what: "admin",
+                addr: admin_addr,
+                source,
+            })?;
+    let require_token = config.dp_server.dp_proxy_auth == crate::config::DpProxyAuthType::DpToken;
+
     let cache = xds::ads::SnapshotCache::new();
     let feed = xds::feed::run(store.clone(), cache.clone(), stopped(stop.clone()));
     servers.spawn(async move {
@@ -302,17 +328,53 @@ async fn start_dataplane_servers(
 
     // Plaintext for now: proxies dial the xDS server on 127.0.0.1 without TLS.
     warn!(xds = %xds_addr, "the xDS server is served without TLS (TLS on the dataplane server comes later)");
+    let (insights, insight_writer) = crate::xds_insight::start(
+        store.clone(),
+        instance_id.to_owned(),
+        config.xds_server.dataplane_status_flush_interval.into(),
+        stopped(stop.clone()),
+    );
+    servers.spawn(async move {
+        insight_writer.await;
+        Ok(())
+    });
+    let (lifecycle, lifecycle_task) = crate::xds_lifecycle::start(
+        store.clone(),
+        instance_id.to_owned(),
+        config.xds_server.dataplane_deregistration_delay,
+        stopped(stop.clone()),
+    );
+    servers.spawn(async move {
+        lifecycle_task.await;
+        Ok(())
+    });
+    let events: Vec<Arc<dyn xds::ads::StreamEvents>> = vec![insights, lifecycle];
+    let authenticator =
+        crate::xds_auth::DataplaneStreamAuthenticator::new(store.clone(), require_token);
     let ads = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(xds::ads::AdsServer::new(cache).into_service());
+        .add_service(
+            xds::ads::AdsServer::with_events(cache, Arc::new(events))
+                .with_authenticator(Arc::new(authenticator))
+                .with_shutdown(stop.clone())
+                .into_service(),
+        );
     let xds_stop = stopped(stop.clone());
+    let xds_deadline = stopped(stop.clone());
     servers.spawn(async move {
-        kds::transport::serve(ads, xds_listener, None, xds_stop)
-            .await
-            .map_err(|e| RunError::Serve {
+        // On stop the ADS server ends its streams; a client that keeps its half of a stream
+        // open would hold the graceful shutdown forever, so it gets XDS_SHUTDOWN_GRACE.
+        let serve = kds::transport::serve(ads, xds_listener, None, xds_stop);
+        tokio::select! {
+            result = serve => result.map_err(|e| RunError::Serve {
                 what: "xDS",
                 source: std::io::Error::other(e.to_string()),
-            })
+            }),
+            () = async {
+                xds_deadline.await;
+                tokio::time::sleep(XDS_SHUTDOWN_GRACE).await;
+            } => Ok(()),
+        }
     });
 
     let settings = BootstrapSettings {
@@ -320,8 +382,19 @@ async fn start_dataplane_servers(
         xds_port: xds_addr.port(),
         tls: false,
         ca_pem: None,
-        require_token: true,
+        require_token,
     };
+    let admin = tokens::http::local_admin_router(tokens_state);
+    let admin_stop = stopped(stop.clone());
+    servers.spawn(async move {
+        axum::serve(admin_listener, admin.into_make_service())
+            .with_graceful_shutdown(admin_stop)
+            .await
+            .map_err(|source| RunError::Serve {
+                what: "admin",
+                source,
+            })
+    });
     let app = bootstrap::router().with_state(BootstrapState::new(store, settings));
     let bootstrap_stop = stopped(stop.clone());
     servers.spawn(async move {
@@ -333,9 +406,12 @@ async fn start_dataplane_servers(
                 source,
             })
     });
-    info!(xds = %xds_addr, bootstrap = %bootstrap_addr, "dataplane servers ready");
+    info!(xds = %xds_addr, bootstrap = %bootstrap_addr, admin = %admin_addr, "dataplane servers ready");
     Ok(())
 }
+
+/// How long a stopping zone waits for its ADS connections to close after ending their streams.
+const XDS_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Change-feed rows kept: the feed serves live followers (KDS mirrors, caches), which resync
 /// from a snapshot when they fall further behind.

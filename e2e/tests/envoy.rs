@@ -218,3 +218,141 @@ networking:
     .await;
     drop(envoy);
 }
+
+/// The same over delta ADS (`feature-delta-grpc`), for a Dataplane that comes inline with the
+/// bootstrap request and a token from the zone's admin port: Envoy serves the inbound, its
+/// DataplaneInsight shows it online with its Envoy version, and once Envoy is gone the inline
+/// Dataplane is deregistered.
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_envoy_over_delta_ads_with_an_inline_dataplane() {
+    let _ = envoy_binary();
+    let bootstrap_port = free_port();
+    let admin_api_port = free_port();
+    let zone = Federation::start_standalone(
+        ZONE,
+        vec![
+            (
+                "KUMA_BOOTSTRAP_SERVER_PORT".into(),
+                bootstrap_port.to_string(),
+            ),
+            (
+                "KUMA_ADMIN_SERVER_LOCAL_PORT".into(),
+                admin_api_port.to_string(),
+            ),
+            (
+                "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY".into(),
+                "1s".into(),
+            ),
+        ],
+    )
+    .await;
+    let token = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{admin_api_port}/tokens/dataplane"
+        ))
+        .json(&serde_json::json!({"name": "web-2", "mesh": "default", "validFor": "1h"}))
+        .send()
+        .await
+        .expect("POST /tokens/dataplane on the admin port")
+        .text()
+        .await
+        .expect("the token");
+
+    let app_port = http_server().await;
+    let inbound_port = free_port();
+    let admin_port = free_port();
+    let (status, bootstrap) = post_bootstrap(
+        bootstrap_port,
+        serde_json::json!({
+            "mesh": "default",
+            "name": "web-2",
+            "dataplaneToken": token.trim(),
+            "adminPort": admin_port,
+            "features": ["feature-delta-grpc"],
+            "dataplaneResource": format!(
+                "type: Dataplane
+mesh: default
+name: web-2
+networking:
+  address: 127.0.0.1
+  inbound:
+    - port: {inbound_port}
+      servicePort: {app_port}
+      tags:
+        kuma.io/service: web
+        kuma.io/protocol: http
+"
+            ),
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "POST /bootstrap: {bootstrap}");
+    assert!(bootstrap.contains("DELTA_GRPC"), "{bootstrap}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("envoy.json");
+    std::fs::write(&config, &bootstrap).expect("write the bootstrap");
+    let envoy = Envoy::start(
+        &config,
+        u32::from(admin_port) + 200_000,
+        dir.path().join("envoy.log"),
+    );
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .expect("HTTP client");
+    let url = format!("http://127.0.0.1:{inbound_port}/");
+    eventually(
+        Duration::from_secs(60),
+        "a 200 through Envoy configured over delta ADS",
+        async || {
+            let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let text = response.text().await.map_err(|e| e.to_string())?;
+            if status == 200 && text == BODY {
+                Ok(())
+            } else {
+                Err(format!("{status}: {text}"))
+            }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "web-2 online with its Envoy version",
+        async || {
+            let overview = zone
+                .get(ZONE, "/meshes/default/dataplanes+insights/web-2")
+                .await?
+                .ok_or("no overview")?;
+            let last = overview
+                .pointer("/dataplaneInsight/subscriptions")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|s| s.last())
+                .cloned()
+                .unwrap_or_default();
+            let envoy = last
+                .pointer("/version/envoy/version")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            if last.get("disconnectTime").is_none() && envoy.starts_with("1.") {
+                Ok(())
+            } else {
+                Err(overview.to_string())
+            }
+        },
+    )
+    .await;
+
+    drop(envoy);
+    eventually(
+        Duration::from_secs(30),
+        "the inline web-2 deregistered after Envoy left",
+        async || match zone.get(ZONE, "/meshes/default/dataplanes/web-2").await? {
+            None => Ok(()),
+            Some(dp) => Err(dp.to_string()),
+        },
+    )
+    .await;
+}

@@ -53,7 +53,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
-use envoy_types::pb::google::protobuf::Duration;
+use envoy_types::pb::google::protobuf::value::Kind;
+use envoy_types::pb::google::protobuf::{Duration, Struct, Value as ProtoValue};
 use envoy_types::util::pack_any;
 use model::labels::tags;
 use model::{Resource, Spec};
@@ -187,7 +188,16 @@ pub struct BootstrapParams {
     pub api_type: AdsApiType,
     pub admin_address: String,
     pub admin_port: u32,
+    /// The Dataplane as JSON when it came inline with the bootstrap request
+    /// (universal `kuma-dp run --dataplane`): sent to the ADS server as node
+    /// metadata [`DATAPLANE_RESOURCE_METADATA`], which marks the proxy as
+    /// registered by its stream (re-created on connect, deleted after it
+    /// leaves).
+    pub dataplane_resource: Option<String>,
 }
+
+/// Kuma's node metadata key of an inline Dataplane (JSON text).
+pub const DATAPLANE_RESOURCE_METADATA: &str = "dataplane.resource";
 
 impl BootstrapParams {
     /// The parameters for a Dataplane resource: mesh and name from its meta,
@@ -220,6 +230,7 @@ impl BootstrapParams {
             api_type: AdsApiType::Grpc,
             admin_address: DEFAULT_ADMIN_ADDRESS.to_string(),
             admin_port,
+            dataplane_resource: None,
         })
     }
 }
@@ -306,6 +317,16 @@ pub fn bootstrap(params: &BootstrapParams) -> Result<Bootstrap, BootstrapError> 
         node: Some(Node {
             id: node_id(&params.mesh, &params.name),
             cluster: params.service.clone(),
+            metadata: params.dataplane_resource.as_ref().map(|json| Struct {
+                fields: [(
+                    DATAPLANE_RESOURCE_METADATA.to_string(),
+                    ProtoValue {
+                        kind: Some(Kind::StringValue(json.clone())),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+            }),
             ..Default::default()
         }),
         static_resources: Some(StaticResources {
@@ -490,6 +511,7 @@ mod tests {
             api_type: AdsApiType::Grpc,
             admin_address: DEFAULT_ADMIN_ADDRESS.into(),
             admin_port: DEFAULT_ADMIN_PORT,
+            dataplane_resource: None,
         };
         let err = bootstrap(&params).unwrap_err().to_string();
         assert!(err.starts_with("dataplaneToken"), "{err}");

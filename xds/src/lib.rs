@@ -16,8 +16,9 @@
 //!   Envoy protos.
 //! * [`bootstrap`]: the Envoy bootstrap for a dataplane (node id, the HTTP/2
 //!   ADS cluster, admin).
-//! * [`ads`]: the ADS server (state of the world): a snapshot cache per node,
-//!   a per-stream state machine (nonces, ACK/NACK), stream events.
+//! * [`ads`]: the ADS server (state of the world and delta): a snapshot cache
+//!   per node, per-stream state machines (nonces, ACK/NACK, delta
+//!   subscriptions), stream authentication, stream events.
 //! * [`feed`]: the task that fills the [`ads::SnapshotCache`] from the store
 //!   and keeps it current by following the change feed.
 //!

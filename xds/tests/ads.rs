@@ -1,5 +1,7 @@
 //! The ADS server in process, driven by a tonic client playing Envoy:
-//! first answers, ACK, NACK, stale nonces, snapshot changes, unknown nodes.
+//! first answers, ACK, NACK, stale nonces, snapshot changes, unknown nodes; stream
+//! authentication (`authorization` metadata) and a constant node id; a delta stream's
+//! per-resource versions, removals, ACK and NACK.
 //!
 //! "Nothing was resent" is shown without sleeping: the stream's task handles
 //! requests in order, so after an ACK or NACK the test subscribes to another
@@ -19,7 +21,7 @@ use envoy_types::pb::google::rpc::Status;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::Streaming;
-use xds::ads::{AdsServer, NodeId, SnapshotCache, StreamEvents, StreamId};
+use xds::ads::{AdsServer, ConnectInfo, NodeId, SnapshotCache, StreamEvents, StreamId};
 use xds::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EnvoyResources, LISTENER_TYPE_URL};
 
 const NODE: &str = "default.web-1";
@@ -58,7 +60,7 @@ impl Recorder {
 }
 
 impl StreamEvents for Recorder {
-    fn connected(&self, _: StreamId, node: &NodeId) {
+    fn connected(&self, _: StreamId, node: &NodeId, _: &ConnectInfo) {
         self.push(Event::Connected(node.id.clone()));
     }
     fn acked(&self, _: StreamId, _: &NodeId, type_url: &str, version: &str) {
@@ -274,4 +276,178 @@ async fn a_first_request_without_a_valid_node_id_is_refused() {
             .expect_err("an invalid node id was accepted");
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{id:?}");
     }
+}
+
+/// Admits only the token "good", refusing others as the zone does.
+struct OnlyGood;
+
+#[tonic::async_trait]
+impl xds::ads::StreamAuthenticator for OnlyGood {
+    async fn authenticate(
+        &self,
+        _: &NodeId,
+        _: &Node,
+        token: Option<&str>,
+    ) -> Result<(), tonic::Status> {
+        match token {
+            Some("good") => Ok(()),
+            Some(_) => Err(tonic::Status::permission_denied("not yours")),
+            None => Err(tonic::Status::unauthenticated("token required")),
+        }
+    }
+}
+
+async fn start_authenticated(cache: SnapshotCache, events: Arc<Recorder>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = AdsServer::with_events(cache, events)
+        .with_authenticator(Arc::new(OnlyGood))
+        .into_service();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    format!("http://{addr}")
+}
+
+async fn connect_with(addr: &str, authorization: Option<&str>) -> Client {
+    let mut client = AggregatedDiscoveryServiceClient::connect(addr.to_owned())
+        .await
+        .unwrap();
+    let (requests, rx) = mpsc::channel(16);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(value) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", value.parse().unwrap());
+    }
+    let responses = client
+        .stream_aggregated_resources(request)
+        .await
+        .unwrap()
+        .into_inner();
+    Client {
+        requests,
+        responses,
+    }
+}
+
+#[tokio::test]
+async fn streams_are_authenticated_and_keep_their_node() {
+    let cache = SnapshotCache::new();
+    cache.set(NODE, resources());
+    let events = Arc::new(Recorder::default());
+    let addr = start_authenticated(cache, events.clone()).await;
+    for (authorization, code) in [
+        (None, tonic::Code::Unauthenticated),
+        (Some("Bearer bad"), tonic::Code::PermissionDenied),
+    ] {
+        let mut client = connect_with(&addr, authorization).await;
+        client.send(first_request(CLUSTER_TYPE_URL)).await;
+        let status = tokio::time::timeout(DEADLINE, client.responses.message())
+            .await
+            .expect("no answer before the deadline")
+            .expect_err("refused stream was served");
+        assert_eq!(status.code(), code, "{authorization:?}");
+    }
+    assert!(events.events().is_empty(), "a refused stream connected");
+
+    for authorization in ["Bearer good", "good"] {
+        let mut client = connect_with(&addr, Some(authorization)).await;
+        client.send(first_request(CLUSTER_TYPE_URL)).await;
+        assert_eq!(client.recv().await.type_url, CLUSTER_TYPE_URL);
+        // Another node id on the same stream ends it.
+        let mut other = first_request(LISTENER_TYPE_URL);
+        if let Some(node) = other.node.as_mut() {
+            node.id = "default.web-2".to_owned();
+        }
+        client.send(other).await;
+        let status = tokio::time::timeout(DEADLINE, client.responses.message())
+            .await
+            .expect("no answer before the deadline")
+            .expect_err("a node change was accepted");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+}
+
+#[tokio::test]
+async fn delta_stream_ack_nack_and_events() {
+    use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+
+    let cache = SnapshotCache::new();
+    cache.set(NODE, resources());
+    let events = Arc::new(Recorder::default());
+    let addr = start(cache.clone(), events.clone()).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(addr)
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(16);
+    let mut responses = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let next = async |responses: &mut Streaming<_>| {
+        tokio::time::timeout(DEADLINE, responses.message())
+            .await
+            .expect("no response before the deadline")
+            .unwrap()
+            .expect("stream ended")
+    };
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(Node {
+            id: NODE.to_owned(),
+            cluster: "web".to_owned(),
+            ..Default::default()
+        }),
+        type_url: CLUSTER_TYPE_URL.to_owned(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cds: envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse =
+        next(&mut responses).await;
+    assert_eq!(cds.resources.len(), resources().clusters.len());
+    assert!(cds.resources.iter().all(|r| r.version.len() == 16));
+    tx.send(DeltaDiscoveryRequest {
+        type_url: CLUSTER_TYPE_URL.to_owned(),
+        response_nonce: cds.nonce.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    events
+        .wait_for(&Event::Acked(
+            CLUSTER_TYPE_URL.to_owned(),
+            cds.system_version_info.clone(),
+        ))
+        .await;
+
+    // One cluster fewer: it is removed by name, and the NACK of that is reported.
+    let mut fewer = resources();
+    let gone = fewer.clusters.remove(0).name;
+    cache.set(NODE, fewer);
+    let removal = next(&mut responses).await;
+    assert_eq!(removal.removed_resources, [gone]);
+    assert!(removal.resources.is_empty());
+    tx.send(DeltaDiscoveryRequest {
+        type_url: CLUSTER_TYPE_URL.to_owned(),
+        response_nonce: removal.nonce.clone(),
+        error_detail: Some(Status {
+            code: 13,
+            message: "no".to_owned(),
+            details: Vec::new(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    events
+        .wait_for(&Event::Nacked(
+            CLUSTER_TYPE_URL.to_owned(),
+            removal.system_version_info.clone(),
+            "no".to_owned(),
+        ))
+        .await;
 }

@@ -3,6 +3,11 @@
 //! snapshot, and an Envoy with a minimal ADS bootstrap. A GET through the
 //! inbound listener must reach the server.
 //!
+//! The delta variant (`api_type: DELTA_GRPC`) is served the same way, and
+//! after its connection to the ADS server breaks, the reconnecting Envoy (which says what it
+//! holds in `initial_resource_versions`) is sent nothing it already has: the
+//! only response on its new stream is the listener added afterwards.
+//!
 //! Needs `ENVOY_BINARY` (exported by `cargo xtask test`; `cargo xtask envoy`
 //! prints a path). Without it the test fails: it never skips silently.
 
@@ -13,13 +18,14 @@ mod envoy_cli;
 use envoy_cli::*;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
-use xds::ads::{AdsServer, SnapshotCache};
+use xds::ads::{AdsServer, ConnectInfo, NodeId, SnapshotCache, StreamEvents, StreamId};
 
 const NODE: &str = "default.web-1";
 const BODY: &str = "hello from the ads_envoy test server";
@@ -72,16 +78,51 @@ async fn http_server() -> u16 {
     port
 }
 
-/// The ADS server on a free port, serving `cache`.
-async fn ads_server(cache: SnapshotCache) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// The ADS server on `port` (0: a free one), serving `cache` and reporting
+/// to `events`; its port and its task.
+async fn ads_server(
+    cache: SnapshotCache,
+    events: Arc<dyn StreamEvents>,
+    port: u16,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AdsServer::new(cache).into_service())
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    port
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(AdsServer::with_events(cache, events).into_service())
+            .serve_with_incoming(TcpListenerStream::new(listener))
+            .await;
+    });
+    (port, task)
+}
+
+/// What the ADS server did, per stream: `sent <type>` and `acked <type>`.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(StreamId, String)>>);
+
+impl Recorder {
+    fn events(&self) -> Vec<(StreamId, String)> {
+        self.0.lock().unwrap().clone()
+    }
+    fn push(&self, stream: StreamId, event: String) {
+        self.0.lock().unwrap().push((stream, event));
+    }
+}
+
+fn short(type_url: &str) -> &str {
+    type_url.rsplit('.').next().unwrap_or(type_url)
+}
+
+impl StreamEvents for Recorder {
+    fn connected(&self, stream: StreamId, _: &NodeId, _: &ConnectInfo) {
+        self.push(stream, "connected".to_owned());
+    }
+    fn sent(&self, stream: StreamId, _: &NodeId, type_url: &str, _: &str) {
+        self.push(stream, format!("sent {}", short(type_url)));
+    }
+    fn acked(&self, stream: StreamId, _: &NodeId, type_url: &str, _: &str) {
+        self.push(stream, format!("acked {}", short(type_url)));
+    }
 }
 
 /// The resources of `web-1`, whose HTTP inbound on `inbound_port` fronts
@@ -113,13 +154,13 @@ networking:
     .unwrap()
 }
 
-fn bootstrap(ads_port: u16, admin_port: u16) -> serde_json::Value {
+fn bootstrap(ads_port: u16, admin_port: u16, api_type: &str) -> serde_json::Value {
     json!({
         "node": { "id": NODE, "cluster": "web" },
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin_port } } },
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": api_type,
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": true,
                 "grpc_services": [ { "envoy_grpc": { "cluster_name": "ads_cluster" } } ]
@@ -166,24 +207,40 @@ async fn get(port: u16) -> Result<String, String> {
     Ok(response)
 }
 
-#[tokio::test]
-async fn envoy_serves_an_inbound_configured_over_ads() {
-    let envoy_binary = envoy_binary();
-    let app_port = http_server().await;
-    let inbound_port = free_port();
-    let cache = SnapshotCache::new();
-    cache.set(NODE, web_resources(inbound_port, app_port));
-    let ads_port = ads_server(cache).await;
+/// A TCP relay from a free port to `target`; sending on the returned
+/// channel cuts every connection relayed so far (Envoy then redials).
+async fn relay(target: u16) -> (u16, tokio::sync::watch::Sender<u32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (cut, cuts) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let mut cuts = cuts.clone();
+            cuts.mark_unchanged();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cuts.changed() => {}
+                }
+            });
+        }
+    });
+    (port, cut)
+}
 
-    let admin_port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bootstrap.json");
-    std::fs::write(&config, bootstrap(ads_port, admin_port).to_string()).unwrap();
-    let log = dir.path().join("envoy.log");
+/// Starts Envoy on `bootstrap`; killed when the result drops.
+fn start_envoy(dir: &std::path::Path, bootstrap: &serde_json::Value, base_id: u32) -> Envoy {
+    let envoy_binary = envoy_binary();
+    let config = dir.join("bootstrap.json");
+    std::fs::write(&config, bootstrap.to_string()).unwrap();
+    let log = dir.join("envoy.log");
     let child = Command::new(&envoy_binary)
         .arg("-c")
         .arg(&config)
-        .args(["--base-id", &(u32::from(admin_port) + 100_000).to_string()])
+        .args(["--base-id", &base_id.to_string()])
         .args(["--log-level", "info", "--log-path"])
         .arg(&log)
         .stdin(Stdio::null())
@@ -191,29 +248,144 @@ async fn envoy_serves_an_inbound_configured_over_ads() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {envoy_binary}: {e}"));
-    let mut envoy = Envoy(child);
+    Envoy(child)
+}
 
+/// Waits until a GET through Envoy's inbound on `port` reaches the server.
+async fn wait_for_200(envoy: &mut Envoy, port: u16, log: &std::path::Path) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         if let Ok(Some(status)) = envoy.0.try_wait() {
             panic!(
                 "Envoy exited ({status}):\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        let last = match get(inbound_port).await {
+        let last = match get(port).await {
             Ok(response) if response.starts_with("HTTP/1.1 200") && response.contains(BODY) => {
                 assert!(response.contains("server: envoy"), "{response}");
-                break;
+                return;
             }
             Ok(response) => response,
             Err(e) => e,
         };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no 200 through Envoy on {inbound_port}; last: {last}\n--- envoy log ---\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            "no 200 through Envoy on {port}; last: {last}\n--- envoy log ---\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Polls `events` until `done` holds for them.
+async fn wait_events(
+    recorder: &Recorder,
+    what: &str,
+    done: impl Fn(&[(StreamId, String)]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !done(&recorder.events()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: events {:?}",
+            recorder.events()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn envoy_serves_an_inbound_configured_over_ads() {
+    let app_port = http_server().await;
+    let inbound_port = free_port();
+    let cache = SnapshotCache::new();
+    cache.set(NODE, web_resources(inbound_port, app_port));
+    let (ads_port, _server) = ads_server(cache, Arc::new(xds::ads::NoEvents), 0).await;
+
+    let admin_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut envoy = start_envoy(
+        dir.path(),
+        &bootstrap(ads_port, admin_port, "GRPC"),
+        u32::from(admin_port) + 100_000,
+    );
+    wait_for_200(&mut envoy, inbound_port, &dir.path().join("envoy.log")).await;
+}
+
+#[tokio::test]
+async fn envoy_over_delta_ads_is_served_and_a_reconnect_gets_nothing_it_has() {
+    let app_port = http_server().await;
+    let inbound_port = free_port();
+    let cache = SnapshotCache::new();
+    let resources = web_resources(inbound_port, app_port);
+    cache.set(NODE, resources.clone());
+    let recorder = Arc::new(Recorder::default());
+    let (server_port, _server) = ads_server(cache.clone(), recorder.clone(), 0).await;
+    let (ads_port, cut) = relay(server_port).await;
+
+    let admin_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("envoy.log");
+    let mut envoy = start_envoy(
+        dir.path(),
+        &bootstrap(ads_port, admin_port, "DELTA_GRPC"),
+        u32::from(admin_port) + 100_000,
+    );
+    wait_for_200(&mut envoy, inbound_port, &log).await;
+    let first_stream = recorder.events()[0].0;
+    wait_events(&recorder, "Listener ACKed on the first stream", |events| {
+        events.contains(&(first_stream, "acked Listener".to_owned()))
+    })
+    .await;
+
+    // The connection breaks: Envoy redials and opens a new stream.
+    cut.send_modify(|n| *n += 1);
+    wait_events(&recorder, "Envoy reconnected", |events| {
+        events
+            .iter()
+            .any(|(stream, e)| *stream != first_stream && e == "connected")
+    })
+    .await;
+    let second_stream = recorder
+        .events()
+        .iter()
+        .find(|(stream, e)| *stream != first_stream && e == "connected")
+        .map(|(stream, _)| *stream)
+        .unwrap();
+
+    // A new listener: the one response the new stream needs.
+    let mut more = resources.clone();
+    let mut extra = more.listeners[0].clone();
+    extra.name = format!("{}-extra", extra.name);
+    let extra_port = free_port();
+    if let Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(a)) =
+        extra.address.as_mut().and_then(|a| a.address.as_mut())
+    {
+        a.port_specifier = Some(
+            envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(
+                u32::from(extra_port),
+            ),
+        );
+    }
+    more.listeners.push(extra);
+    cache.set(NODE, more);
+    wait_events(
+        &recorder,
+        "the new listener ACKed on the new stream",
+        |events| events.contains(&(second_stream, "acked Listener".to_owned())),
+    )
+    .await;
+    wait_for_200(&mut envoy, extra_port, &log).await;
+    let on_second: Vec<String> = recorder
+        .events()
+        .into_iter()
+        .filter(|(stream, e)| *stream == second_stream && e.starts_with("sent"))
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(
+        on_second,
+        ["sent Listener"],
+        "the reconnected Envoy was sent what it already had"
+    );
 }

@@ -111,9 +111,12 @@ fn online<T>(subscriptions: &[T], times: impl Fn(&T) -> (bool, bool)) -> bool {
     })
 }
 
+/// A proxy is online when its newest subscription (subscriptions are kept most recent last)
+/// is connected and not disconnected: an older one left open by a control plane instance
+/// that stopped without closing it does not make a disconnected proxy look online.
 fn insight_online(insight: Option<&Resource>) -> bool {
     match insight.map(|r| &r.spec) {
-        Some(Spec::DataplaneInsight(i)) => online(&i.subscriptions, |s| {
+        Some(Spec::DataplaneInsight(i)) => online(i.subscriptions.last().as_slice(), |s| {
             (s.connect_time.is_some(), s.disconnect_time.is_some())
         }),
         Some(Spec::ZoneIngressInsight(i)) => online(&i.subscriptions, |s| {

@@ -32,7 +32,8 @@ pub use load::{Loaded, Warning};
 pub use render::{defaults_yaml, settings_markdown};
 pub use settings::{SETTINGS, Setting};
 pub use value::{
-    Environment, GrpcUrl, Interval, KdsAuthType, Mode, Password, PgTlsMode, StoreKind,
+    DpProxyAuthType, Environment, GrpcUrl, Interval, KdsAuthType, Mode, Password, PgTlsMode,
+    StoreKind,
 };
 
 /// A problem with one setting, naming where it came from.
@@ -146,6 +147,8 @@ pub struct Config {
     pub xds_server: XdsServer,
     /// `bootstrapServer`
     pub bootstrap_server: BootstrapServer,
+    /// `dpServer`
+    pub dp_server: DpServer,
     /// `dnsServer`
     pub dns_server: DnsServer,
     /// `monitoringAssignmentServer`
@@ -368,6 +371,13 @@ pub struct BootstrapServer {
     pub port: u16,
 }
 
+/// `dpServer`: how the zone's dataplane server treats proxies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DpServer {
+    /// `dpServer.authn.dpProxy.type`
+    pub dp_proxy_auth: DpProxyAuthType,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct DnsServer {
     pub port: u16,
@@ -518,6 +528,9 @@ impl Default for Config {
                 dataplane_deregistration_delay: Duration::from_secs(10),
             },
             bootstrap_server: BootstrapServer { port: 5682 },
+            dp_server: DpServer {
+                dp_proxy_auth: DpProxyAuthType::DpToken,
+            },
             dns_server: DnsServer {
                 port: 5653,
                 domain: "mesh".to_owned(),

@@ -129,6 +129,11 @@ pub(crate) const SECTIONS: &[Section] = &[
         about: "Serves the Envoy bootstrap config to `kuma-dp`.",
     },
     Section {
+        prefix: "dpServer",
+        title: "Dataplane server",
+        about: "How the zone authenticates its proxies on `/bootstrap` and on the ADS stream.",
+    },
+    Section {
         prefix: "dnsServer",
         title: "DNS server",
         about: "Names `<service>.mesh` and the virtual IPs behind them.",
@@ -627,17 +632,17 @@ pub static SETTINGS: &[Setting] = &[
     ),
     setting!(
         "xdsServer.dataplaneStatusFlushInterval",
-        KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL,
+        KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL | KUMA_XDS_DATAPLANE_STATUS_FLUSH_INTERVAL,
         xds_server.dataplane_status_flush_interval,
         "1m",
-        "How often proxy connection statistics are written to the store"
+        "How often proxy connection statistics (DataplaneInsight counters) are written to the store; connects, disconnects and NACKs are written within a second"
     ),
     setting!(
         "xdsServer.dataplaneDeregistrationDelay",
-        KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY,
+        KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY | KUMA_XDS_SERVER_DATAPLANE_DEREGISTRATION_DELAY,
         xds_server.dataplane_deregistration_delay,
         "0s",
-        "Wait after a proxy disconnects before deleting its Dataplane; 0 deletes at once"
+        "Wait after the last ADS stream of a proxy registered inline (kuma-dp with a dataplane resource) closes before deleting its Dataplane, unless it reconnected; 0 deletes at once. Dataplanes applied with kumactl are never deleted"
     ),
     // bootstrapServer
     setting!(
@@ -646,6 +651,14 @@ pub static SETTINGS: &[Setting] = &[
         bootstrap_server.port,
         "16682",
         "Port of the bootstrap server"
+    ),
+    // dpServer
+    setting!(
+        "dpServer.authn.dpProxy.type",
+        KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE,
+        dp_server.dp_proxy_auth,
+        "none",
+        "How proxies are authenticated: `dpToken` requires a dataplane token (`kumactl generate dataplane-token`) on `/bootstrap` and on the ADS stream; `none` checks nothing"
     ),
     // dnsServer
     setting!(

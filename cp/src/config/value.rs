@@ -496,6 +496,26 @@ word_enum! {
     }
 }
 
+word_enum! {
+    /// How the zone authenticates its proxies (`dpServer.authn.dpProxy.type`).
+    pub enum DpProxyAuthType {
+        /// A dataplane token (`kumactl generate dataplane-token`) on `/bootstrap` and on the
+        /// ADS stream, checked against the Dataplane it names.
+        DpToken = "dpToken",
+        /// No check: any proxy may fetch any Dataplane's bootstrap and configuration.
+        None = "none",
+    }
+}
+
+impl Field for DpProxyAuthType {
+    fn parse(text: &str) -> Result<Self, String> {
+        Self::from_word(text.trim()).ok_or_else(Self::expected)
+    }
+    fn to_json(&self) -> Json {
+        Json::from(self.as_str())
+    }
+}
+
 impl Field for KdsAuthType {
     fn parse(text: &str) -> Result<Self, String> {
         Self::from_word(text.trim()).ok_or_else(Self::expected)

@@ -98,6 +98,18 @@ pub fn router() -> Router<TokensState> {
         .route("/tokens/user", post(issue_user))
 }
 
+/// The zone's admin server (`adminServer.local.port`, bound to 127.0.0.1 only):
+/// `POST /tokens/dataplane` (and 1.x/0.x `POST /tokens`), the same handler as
+/// the REST API's. A caller reaching it is on the control plane's host, so
+/// it acts as the administrator (Kuma 0.x issued tokens this way).
+pub fn local_admin_router(state: TokensState) -> Router {
+    Router::new()
+        .route("/tokens", post(issue_dataplane))
+        .route("/tokens/dataplane", post(issue_dataplane))
+        .layer(Extension(Identity::admin()))
+        .with_state(state)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DataplaneTokenRequest {

@@ -248,6 +248,28 @@ impl Proc {
         );
     }
 
+    /// SIGTERM, then waits (polling, with a deadline) for the exit and reaps it.
+    fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let start = Instant::now();
+        loop {
+            let child = self
+                .child
+                .as_mut()
+                .unwrap_or_else(|| panic!("{} is not running", self.name));
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{} did not exit within {deadline:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL, then reap.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -459,6 +481,10 @@ impl Federation {
         // A zone serves xDS and bootstraps: free ports, so that several zones share the host.
         env.push(("KUMA_XDS_SERVER_GRPC_PORT".into(), free_port().to_string()));
         env.push(("KUMA_BOOTSTRAP_SERVER_PORT".into(), free_port().to_string()));
+        env.push((
+            "KUMA_ADMIN_SERVER_LOCAL_PORT".into(),
+            free_port().to_string(),
+        ));
         if !options.federated {
             return env;
         }
@@ -557,6 +583,11 @@ impl Federation {
     /// SIGKILL.
     pub fn kill(&mut self, name: &str) {
         self.proc_mut(name).kill();
+    }
+
+    /// Stops `name` with SIGTERM (a graceful shutdown) and returns its exit status.
+    pub fn terminate(&mut self, name: &str, deadline: Duration) -> std::process::ExitStatus {
+        self.proc_mut(name).terminate(deadline)
     }
 
     /// Starts a killed (or running: it is killed first) zone again, same work dir and ports.

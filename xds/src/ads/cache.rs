@@ -4,7 +4,7 @@
 //! snapshot changes.
 //!
 //! A type's version is a content hash (SHA-256 of its resources' wire bytes,
-//! first 16 hex digits). Prost encodes map fields from a `HashMap`, so equal
+//! first 16 hex digits); so is each resource's own version (delta xDS). Prost encodes map fields from a `HashMap`, so equal
 //! resources can encode differently; [`SnapshotCache::set`] therefore keeps
 //! the previous version of a type whose resources compare equal, and a
 //! resend happens only when the content really changed.
@@ -26,6 +26,27 @@ pub struct TypeSnapshot {
     pub version: String,
     /// Every resource of the type, sorted by name.
     pub resources: Vec<NamedResource>,
+    /// Per resource name, the content hash of that resource alone.
+    pub resource_versions: BTreeMap<String, String>,
+}
+
+impl TypeSnapshot {
+    fn new(resources: Vec<NamedResource>) -> TypeSnapshot {
+        let resource_versions = resources
+            .iter()
+            .map(|r| (r.name.clone(), content_hash(std::slice::from_ref(r))))
+            .collect();
+        TypeSnapshot {
+            version: content_hash(&resources),
+            resources,
+            resource_versions,
+        }
+    }
+
+    /// The version of the resource `name`, if the type has it.
+    pub fn resource_version(&self, name: &str) -> Option<&str> {
+        self.resource_versions.get(name).map(String::as_str)
+    }
 }
 
 impl std::fmt::Debug for TypeSnapshot {
@@ -53,10 +74,7 @@ impl Snapshot {
         let types = resources
             .by_type_url()
             .into_iter()
-            .map(|(type_url, resources)| {
-                let version = content_hash(&resources);
-                (type_url, TypeSnapshot { version, resources })
-            })
+            .map(|(type_url, resources)| (type_url, TypeSnapshot::new(resources)))
             .collect();
         Snapshot { resources, types }
     }
@@ -76,9 +94,15 @@ impl Snapshot {
         &self.resources
     }
 
-    /// `self` with the versions of `previous` for every type whose resources
-    /// are equal in both (so that a regenerated, unchanged config keeps its
-    /// version even when its bytes differ in map order).
+    /// The type URLs of the snapshot.
+    pub fn type_urls(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.types.keys().copied()
+    }
+
+    /// `self` with the versions (of the type and of each resource) of
+    /// `previous` for every type whose resources are equal in both (so that
+    /// a regenerated, unchanged config keeps its versions even when its bytes
+    /// differ in map order).
     fn keep_versions_of(mut self, previous: &Snapshot) -> Snapshot {
         let unchanged = |type_url: &str| match type_url {
             LISTENER_TYPE_URL => self.resources.listeners == previous.resources.listeners,
@@ -89,15 +113,16 @@ impl Snapshot {
             crate::tls::SECRET_TYPE_URL => self.resources.secrets == previous.resources.secrets,
             _ => false,
         };
-        let keep: Vec<(&'static str, String)> = previous
+        let keep: Vec<(&'static str, TypeSnapshot)> = previous
             .types
             .iter()
             .filter(|(type_url, _)| unchanged(type_url))
-            .map(|(type_url, t)| (*type_url, t.version.clone()))
+            .map(|(type_url, t)| (*type_url, t.clone()))
             .collect();
-        for (type_url, version) in keep {
+        for (type_url, kept) in keep {
             if let Some(t) = self.types.get_mut(type_url) {
-                t.version = version;
+                t.version = kept.version;
+                t.resource_versions = kept.resource_versions;
             }
         }
         self

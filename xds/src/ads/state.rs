@@ -22,6 +22,17 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 use super::cache::Snapshot;
 use crate::generate::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL};
 
+/// Envoy's order of xDS types in a push: CDS, EDS, LDS, then the rest (a
+/// stable sort keeps the rest in type URL order).
+pub(crate) fn type_order(type_url: &str) -> u8 {
+    match type_url {
+        CLUSTER_TYPE_URL => 0,
+        ENDPOINT_TYPE_URL => 1,
+        LISTENER_TYPE_URL => 2,
+        _ => 3,
+    }
+}
+
 /// What a request meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestKind {
@@ -102,14 +113,8 @@ impl StreamState {
         let Some(snapshot) = snapshot else {
             return Vec::new();
         };
-        let order = |type_url: &str| match type_url {
-            CLUSTER_TYPE_URL => 0,
-            ENDPOINT_TYPE_URL => 1,
-            LISTENER_TYPE_URL => 2,
-            _ => 3,
-        };
         let mut type_urls: Vec<String> = self.types.keys().cloned().collect();
-        type_urls.sort_by_key(|t| order(t));
+        type_urls.sort_by_key(|t| type_order(t));
         let mut responses: Vec<DiscoveryResponse> = Vec::new();
         for type_url in type_urls {
             let cds_sent = responses.iter().any(|r| r.type_url == CLUSTER_TYPE_URL);
