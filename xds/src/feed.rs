@@ -32,7 +32,7 @@ use store::{ListQuery, ResourceStore, StoreError};
 use tracing::{debug, warn};
 
 use crate::ads::SnapshotCache;
-use crate::{MeshContext, MeshTls, ProxyIdentity, generate};
+use crate::{MeshContext, MeshIndex, MeshTls, ProxyIdentity, generate_indexed};
 
 /// The policy types generation reads (the mesh's resources of these types
 /// are its [`MeshContext::policies`]).
@@ -306,7 +306,18 @@ impl Feed {
             None => None,
         };
         let mut present = BTreeSet::new();
-        if let Some(mesh) = &mesh {
+        // The mesh's endpoints are indexed once for all its proxies.
+        let index = match &mesh {
+            Some(mesh) => match MeshIndex::build(&MeshContext::new(mesh, &dataplanes)) {
+                Ok(index) => Some(index),
+                Err(e) => {
+                    warn!(mesh = mesh_name, error = %e, "indexing the mesh's dataplanes failed; its proxies keep their config");
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
+        if let (Some(mesh), Some(index)) = (&mesh, &index) {
             for proxy in &dataplanes {
                 let node_id = node_id(proxy);
                 let identity = match &certs {
@@ -324,7 +335,7 @@ impl Feed {
                 context.policies = &policies;
                 context.tls = certs.as_ref().map(|c| &c.tls);
                 context.identity = identity.as_ref();
-                match generate(proxy, &context) {
+                match generate_indexed(proxy, &context, index) {
                     Ok(resources) => {
                         let skipped = resources.skipped.clone();
                         if self.cache.set(&node_id, resources) {

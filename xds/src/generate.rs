@@ -289,7 +289,35 @@ pub fn generate(
     proxy: &Resource,
     context: &MeshContext<'_>,
 ) -> Result<EnvoyResources, GenerateError> {
-    let (mesh, dataplanes) = (context.mesh, context.dataplanes);
+    generate_indexed(proxy, context, &MeshIndex::build(context)?)
+}
+
+/// What generation derives from a mesh once for all its proxies: the
+/// instances of every service. Indexing costs a pass over every Dataplane
+/// of the mesh, so a caller generating many proxies of one mesh builds it
+/// once and calls [`generate_indexed`] (the xDS feed does); [`generate`]
+/// builds one per call.
+pub struct MeshIndex {
+    endpoints: EndpointIndex,
+}
+
+impl MeshIndex {
+    /// The index of `context.dataplanes` (those of other meshes ignored).
+    pub fn build(context: &MeshContext<'_>) -> Result<MeshIndex, GenerateError> {
+        Ok(MeshIndex {
+            endpoints: EndpointIndex::build(&context.mesh.meta.name, context.dataplanes)?,
+        })
+    }
+}
+
+/// [`generate`] with the mesh's [`MeshIndex`], built from the same
+/// `context`.
+pub fn generate_indexed(
+    proxy: &Resource,
+    context: &MeshContext<'_>,
+    index: &MeshIndex,
+) -> Result<EnvoyResources, GenerateError> {
+    let mesh = context.mesh;
     let Spec::Mesh(mesh_spec) = &mesh.spec else {
         return Err(GenerateError::NotAMesh {
             kind: mesh.kind(),
@@ -306,7 +334,7 @@ pub fn generate(
             mesh: mesh.meta.name.clone(),
         });
     }
-    let endpoints = EndpointIndex::build(&mesh.meta.name, dataplanes)?;
+    let endpoints = &index.endpoints;
     let name = &proxy.meta.name;
     let mtls = tls::active(mesh_spec, context, name, &mesh.meta.name)?;
     let proxy_tags = policy::proxy_tags(networking);
@@ -342,6 +370,7 @@ pub fn generate(
         let listener_name = names::inbound_listener(ip, port);
         let filter = if protocol.is_http() {
             http_connection_manager(
+                TrafficDirection::Inbound,
                 &names::stat_prefix(&cluster_name),
                 &names::inbound_route_config(service),
                 service,
@@ -432,6 +461,7 @@ pub fn generate(
         }
         let filter = if protocol.is_http() {
             http_connection_manager(
+                TrafficDirection::Outbound,
                 &names::stat_prefix(service),
                 &names::outbound_route_config(service),
                 service,
@@ -647,7 +677,12 @@ fn tcp_proxy(stat_prefix: &str, clusters: &[(&str, u32)]) -> Filter {
     }
 }
 
+/// The HTTP connection manager of a listener. An inbound one passes the
+/// caller's certificate URI SANs (its SPIFFE identity under mTLS) to the
+/// application in `x-forwarded-client-cert`, replacing whatever the caller
+/// sent (Kuma's `SANITIZE_SET`).
 fn http_connection_manager(
+    direction: TrafficDirection,
     stat_prefix: &str,
     route_config: &str,
     service: &str,
@@ -663,7 +698,19 @@ fn http_connection_manager(
         }],
         ..Default::default()
     };
+    let inbound = direction == TrafficDirection::Inbound;
     let config = HttpConnectionManager {
+        forward_client_cert_details: if inbound {
+            http_connection_manager::ForwardClientCertDetails::SanitizeSet as i32
+        } else {
+            http_connection_manager::ForwardClientCertDetails::Sanitize as i32
+        },
+        set_current_client_cert_details: inbound.then(|| {
+            http_connection_manager::SetCurrentClientCertDetails {
+                uri: true,
+                ..Default::default()
+            }
+        }),
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(

@@ -38,7 +38,7 @@ pub mod tls;
 
 pub use generate::{
     CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EnvoyResources, GenerateError, LISTENER_TYPE_URL,
-    MeshContext, NamedResource, Protocol, generate,
+    MeshContext, MeshIndex, NamedResource, Protocol, generate, generate_indexed,
 };
 pub use policy::routes::{RouteError, SkippedOutbound};
 pub use tls::{MeshTls, ProxyIdentity, SECRET_TYPE_URL};

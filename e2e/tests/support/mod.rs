@@ -12,7 +12,9 @@
 
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod dp;
+pub mod sidecar;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -225,6 +227,15 @@ impl Proc {
             );
             sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The value this process was started with for the environment variable `key`.
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn pid(&self) -> u32 {
@@ -560,6 +571,28 @@ impl Federation {
         self.procs
             .get_mut(name)
             .unwrap_or_else(|| panic!("no control plane {name}"))
+    }
+
+    /// The temp dir every process of this federation keeps its files under.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The port of zone `name`'s bootstrap server (`POST /bootstrap`, kuma-dp's `--cp-address`).
+    pub fn bootstrap_port(&self, name: &str) -> u16 {
+        self.port_setting(name, "KUMA_BOOTSTRAP_SERVER_PORT")
+    }
+
+    /// The port of zone `name`'s ADS server.
+    pub fn xds_port(&self, name: &str) -> u16 {
+        self.port_setting(name, "KUMA_XDS_SERVER_GRPC_PORT")
+    }
+
+    fn port_setting(&self, name: &str, key: &str) -> u16 {
+        self.proc(name)
+            .env_value(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} was started without a numeric {key}"))
     }
 
     pub fn api(&self, name: &str) -> u16 {
