@@ -297,8 +297,13 @@ pub fn generate(
 /// of the mesh, so a caller generating many proxies of one mesh builds it
 /// once and calls [`generate_indexed`] (the xDS feed does); [`generate`]
 /// builds one per call.
+///
+/// It also remembers the load assignment of every outbound cluster it was
+/// asked for: a cluster's name determines its service and subset, hence its
+/// endpoints, so all proxies of the mesh share one copy per pass.
 pub struct MeshIndex {
     endpoints: EndpointIndex,
+    assignments: std::sync::Mutex<BTreeMap<String, ClusterLoadAssignment>>,
 }
 
 impl MeshIndex {
@@ -306,7 +311,25 @@ impl MeshIndex {
     pub fn build(context: &MeshContext<'_>) -> Result<MeshIndex, GenerateError> {
         Ok(MeshIndex {
             endpoints: EndpointIndex::build(&context.mesh.meta.name, context.dataplanes)?,
+            assignments: std::sync::Mutex::default(),
         })
+    }
+
+    /// The load assignment of the outbound cluster `destination`.
+    fn load_assignment(&self, destination: &Destination) -> ClusterLoadAssignment {
+        let mut assignments = self
+            .assignments
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assignments
+            .entry(destination.cluster.clone())
+            .or_insert_with(|| {
+                let instances = self
+                    .endpoints
+                    .in_subset(&destination.service, &destination.tags);
+                load_assignment(&destination.cluster, &instances)
+            })
+            .clone()
     }
 }
 
@@ -315,7 +338,7 @@ impl MeshIndex {
 pub fn generate_indexed(
     proxy: &Resource,
     context: &MeshContext<'_>,
-    index: &MeshIndex,
+    mesh_index: &MeshIndex,
 ) -> Result<EnvoyResources, GenerateError> {
     let mesh = context.mesh;
     let Spec::Mesh(mesh_spec) = &mesh.spec else {
@@ -334,7 +357,7 @@ pub fn generate_indexed(
             mesh: mesh.meta.name.clone(),
         });
     }
-    let endpoints = &index.endpoints;
+    let endpoints = &mesh_index.endpoints;
     let name = &proxy.meta.name;
     let mtls = tls::active(mesh_spec, context, name, &mesh.meta.name)?;
     let proxy_tags = policy::proxy_tags(networking);
@@ -441,7 +464,7 @@ pub fn generate_indexed(
         } else {
             &targets[targets.len() - route.destinations.len()..]
         };
-        for (destination, instances) in used {
+        for (destination, _) in used {
             clusters
                 .entry(destination.cluster.clone())
                 .or_insert_with(|| {
@@ -457,7 +480,7 @@ pub fn generate_indexed(
                 });
             load_assignments
                 .entry(destination.cluster.clone())
-                .or_insert_with(|| load_assignment(&destination.cluster, instances));
+                .or_insert_with(|| mesh_index.load_assignment(destination));
         }
         let filter = if protocol.is_http() {
             http_connection_manager(
