@@ -75,6 +75,14 @@ use crate::policy::{self, http, permissions};
 use crate::tls::{self, MeshTls, ProxyIdentity};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
+/// Every xDS type a sidecar snapshot holds.
+pub const TYPE_URLS: [&str; 4] = [
+    LISTENER_TYPE_URL,
+    CLUSTER_TYPE_URL,
+    ENDPOINT_TYPE_URL,
+    tls::SECRET_TYPE_URL,
+];
+
 /// `Any.type_url` and xDS type of listeners (LDS).
 pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 /// `Any.type_url` and xDS type of clusters (CDS).
@@ -226,28 +234,43 @@ impl EnvoyResources {
     /// The resources packed in `Any`, grouped by xDS type URL (every type
     /// present, possibly empty, so that a SotW response can say "none").
     pub fn by_type_url(&self) -> BTreeMap<&'static str, Vec<NamedResource>> {
-        let listeners = self.listeners.iter().map(|l| NamedResource {
-            name: l.name.clone(),
-            resource: pack_any(l.clone()),
-        });
-        let clusters = self.clusters.iter().map(|c| NamedResource {
-            name: c.name.clone(),
-            resource: pack_any(c.clone()),
-        });
-        let load_assignments = self.load_assignments.iter().map(|a| NamedResource {
-            name: a.cluster_name.clone(),
-            resource: pack_any(a.clone()),
-        });
-        let secrets = self.secrets.iter().map(|s| NamedResource {
-            name: s.name.clone(),
-            resource: pack_any(s.clone()),
-        });
-        BTreeMap::from([
-            (LISTENER_TYPE_URL, listeners.collect()),
-            (CLUSTER_TYPE_URL, clusters.collect()),
-            (ENDPOINT_TYPE_URL, load_assignments.collect()),
-            (tls::SECRET_TYPE_URL, secrets.collect()),
-        ])
+        TYPE_URLS
+            .iter()
+            .map(|type_url| (*type_url, self.of_type(type_url)))
+            .collect()
+    }
+
+    /// The resources of `type_url` packed in `Any` (none for a type this
+    /// struct does not hold).
+    pub fn of_type(&self, type_url: &str) -> Vec<NamedResource> {
+        fn pack<'a, T: prost::Name + Clone + 'a>(
+            items: impl Iterator<Item = (&'a String, &'a T)>,
+        ) -> Vec<NamedResource> {
+            items
+                .map(|(name, item)| NamedResource {
+                    name: name.clone(),
+                    resource: pack_any(item.clone()),
+                })
+                .collect()
+        }
+        match type_url {
+            LISTENER_TYPE_URL => pack(self.listeners.iter().map(|l| (&l.name, l))),
+            CLUSTER_TYPE_URL => pack(self.clusters.iter().map(|c| (&c.name, c))),
+            ENDPOINT_TYPE_URL => pack(self.load_assignments.iter().map(|a| (&a.cluster_name, a))),
+            tls::SECRET_TYPE_URL => pack(self.secrets.iter().map(|s| (&s.name, s))),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether `self` and `other` hold equal resources of `type_url`.
+    pub fn same_of_type(&self, other: &EnvoyResources, type_url: &str) -> bool {
+        match type_url {
+            LISTENER_TYPE_URL => self.listeners == other.listeners,
+            CLUSTER_TYPE_URL => self.clusters == other.clusters,
+            ENDPOINT_TYPE_URL => self.load_assignments == other.load_assignments,
+            tls::SECRET_TYPE_URL => self.secrets == other.secrets,
+            _ => false,
+        }
     }
 }
 
@@ -304,6 +327,7 @@ pub fn generate(
 pub struct MeshIndex {
     endpoints: EndpointIndex,
     assignments: std::sync::Mutex<BTreeMap<String, ClusterLoadAssignment>>,
+    protocols: std::sync::Mutex<BTreeMap<String, Option<Protocol>>>,
 }
 
 impl MeshIndex {
@@ -312,7 +336,25 @@ impl MeshIndex {
         Ok(MeshIndex {
             endpoints: EndpointIndex::build(&context.mesh.meta.name, context.dataplanes)?,
             assignments: std::sync::Mutex::default(),
+            protocols: std::sync::Mutex::default(),
         })
+    }
+
+    /// The protocol every instance of the outbound cluster `destination`
+    /// speaks; `None` when it has no instance.
+    fn subset_protocol(&self, destination: &Destination) -> Option<Protocol> {
+        let mut protocols = self
+            .protocols
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *protocols
+            .entry(destination.cluster.clone())
+            .or_insert_with(|| {
+                let instances = self
+                    .endpoints
+                    .in_subset(&destination.service, &destination.tags);
+                (!instances.is_empty()).then(|| common_protocol(instances))
+            })
     }
 
     /// The load assignment of the outbound cluster `destination`.
@@ -357,7 +399,6 @@ pub fn generate_indexed(
             mesh: mesh.meta.name.clone(),
         });
     }
-    let endpoints = &mesh_index.endpoints;
     let name = &proxy.meta.name;
     let mtls = tls::active(mesh_spec, context, name, &mesh.meta.name)?;
     let proxy_tags = policy::proxy_tags(networking);
@@ -452,11 +493,13 @@ pub fn generate_indexed(
                 continue;
             }
         };
-        let targets: Vec<(&Destination, Vec<&Instance>)> = route
-            .all_destinations()
-            .map(|d| (d, endpoints.in_subset(&d.service, &d.tags)))
-            .collect();
-        let protocol = common_protocol(targets.iter().flat_map(|(_, i)| i.iter().copied()));
+        let targets: Vec<&Destination> = route.all_destinations().collect();
+        // The protocol all instances of all targets speak (unknown: none).
+        let protocol = targets
+            .iter()
+            .filter_map(|d| mesh_index.subset_protocol(d))
+            .reduce(Protocol::common)
+            .unwrap_or(Protocol::Unknown);
         // HTTP rules apply to HTTP outbounds only; a TCP one needs the
         // route's own destinations alone (the last ones).
         let used = if protocol.is_http() {
@@ -464,7 +507,7 @@ pub fn generate_indexed(
         } else {
             &targets[targets.len() - route.destinations.len()..]
         };
-        for (destination, _) in used {
+        for destination in used {
             clusters
                 .entry(destination.cluster.clone())
                 .or_insert_with(|| {

@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::generate::{
-    CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EnvoyResources, LISTENER_TYPE_URL, NamedResource,
-};
+use crate::generate::{EnvoyResources, NamedResource};
 
 /// The resources of one xDS type in a snapshot, with their version.
 #[derive(Clone, PartialEq)]
@@ -65,7 +63,7 @@ impl std::fmt::Debug for TypeSnapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     resources: EnvoyResources,
-    types: BTreeMap<&'static str, TypeSnapshot>,
+    types: BTreeMap<&'static str, Arc<TypeSnapshot>>,
 }
 
 impl Snapshot {
@@ -74,14 +72,45 @@ impl Snapshot {
         let types = resources
             .by_type_url()
             .into_iter()
-            .map(|(type_url, resources)| (type_url, TypeSnapshot::new(resources)))
+            .map(|(type_url, resources)| (type_url, Arc::new(TypeSnapshot::new(resources))))
             .collect();
         Snapshot { resources, types }
     }
 
+    /// The snapshot of `resources` that follows `previous`: a type whose
+    /// resources are equal in both is taken from `previous` as it is
+    /// (neither packed nor hashed again, same versions, even when its bytes
+    /// would differ in map order); only the changed types are packed.
+    pub fn next(resources: EnvoyResources, previous: &Snapshot) -> Snapshot {
+        let types = crate::generate::TYPE_URLS
+            .iter()
+            .map(|type_url| {
+                let kept = previous
+                    .types
+                    .get(type_url)
+                    .filter(|_| resources.same_of_type(&previous.resources, type_url));
+                let snapshot = match kept {
+                    Some(kept) => kept.clone(),
+                    None => Arc::new(TypeSnapshot::new(resources.of_type(type_url))),
+                };
+                (*type_url, snapshot)
+            })
+            .collect();
+        Snapshot { resources, types }
+    }
+
+    /// Whether every type has the same version in both.
+    fn same_versions(&self, other: &Snapshot) -> bool {
+        self.types.len() == other.types.len()
+            && self
+                .types
+                .iter()
+                .all(|(type_url, t)| other.version(type_url) == Some(t.version.as_str()))
+    }
+
     /// The resources and version of `type_url`, if the snapshot has that type.
     pub fn get(&self, type_url: &str) -> Option<&TypeSnapshot> {
-        self.types.get(type_url)
+        self.types.get(type_url).map(|t| &**t)
     }
 
     /// The version of `type_url`, if the snapshot has that type.
@@ -97,35 +126,6 @@ impl Snapshot {
     /// The type URLs of the snapshot.
     pub fn type_urls(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.types.keys().copied()
-    }
-
-    /// `self` with the versions (of the type and of each resource) of
-    /// `previous` for every type whose resources are equal in both (so that
-    /// a regenerated, unchanged config keeps its versions even when its bytes
-    /// differ in map order).
-    fn keep_versions_of(mut self, previous: &Snapshot) -> Snapshot {
-        let unchanged = |type_url: &str| match type_url {
-            LISTENER_TYPE_URL => self.resources.listeners == previous.resources.listeners,
-            CLUSTER_TYPE_URL => self.resources.clusters == previous.resources.clusters,
-            ENDPOINT_TYPE_URL => {
-                self.resources.load_assignments == previous.resources.load_assignments
-            }
-            crate::tls::SECRET_TYPE_URL => self.resources.secrets == previous.resources.secrets,
-            _ => false,
-        };
-        let keep: Vec<(&'static str, TypeSnapshot)> = previous
-            .types
-            .iter()
-            .filter(|(type_url, _)| unchanged(type_url))
-            .map(|(type_url, t)| (*type_url, t.clone()))
-            .collect();
-        for (type_url, kept) in keep {
-            if let Some(t) = self.types.get_mut(type_url) {
-                t.version = kept.version;
-                t.resource_versions = kept.resource_versions;
-            }
-        }
-        self
     }
 }
 
@@ -184,13 +184,16 @@ impl SnapshotCache {
     pub fn set(&self, node_id: &str, resources: EnvoyResources) -> bool {
         let slot = Self::slot(&mut self.lock(), node_id);
         slot.send_if_modified(|current| {
-            let mut snapshot = Snapshot::new(resources);
-            if let Some(previous) = current {
-                snapshot = snapshot.keep_versions_of(previous);
-                if previous.types == snapshot.types {
-                    return false;
+            let snapshot = match current {
+                Some(previous) => {
+                    let snapshot = Snapshot::next(resources, previous);
+                    if snapshot.same_versions(previous) {
+                        return false;
+                    }
+                    snapshot
                 }
-            }
+                None => Snapshot::new(resources),
+            };
             *current = Some(Arc::new(snapshot));
             true
         })
@@ -220,6 +223,7 @@ impl SnapshotCache {
 
 #[cfg(test)]
 mod tests {
+    use crate::{CLUSTER_TYPE_URL, LISTENER_TYPE_URL};
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
     use super::*;
