@@ -223,7 +223,7 @@ pub struct EnvoyResources {
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
     /// The EDS resources of the EDS clusters (static clusters carry theirs inline).
-    pub load_assignments: Vec<ClusterLoadAssignment>,
+    pub load_assignments: Vec<std::sync::Arc<ClusterLoadAssignment>>,
     /// The SDS secrets (mTLS): the proxy's certificate and the mesh CA.
     pub secrets: Vec<Secret>,
     /// Outbounds left out, with the reason (for the caller to log); not sent.
@@ -256,7 +256,11 @@ impl EnvoyResources {
         match type_url {
             LISTENER_TYPE_URL => pack(self.listeners.iter().map(|l| (&l.name, l))),
             CLUSTER_TYPE_URL => pack(self.clusters.iter().map(|c| (&c.name, c))),
-            ENDPOINT_TYPE_URL => pack(self.load_assignments.iter().map(|a| (&a.cluster_name, a))),
+            ENDPOINT_TYPE_URL => pack(
+                self.load_assignments
+                    .iter()
+                    .map(|a| (&a.cluster_name, &**a)),
+            ),
             tls::SECRET_TYPE_URL => pack(self.secrets.iter().map(|s| (&s.name, s))),
             _ => Vec::new(),
         }
@@ -326,7 +330,7 @@ pub fn generate(
 /// endpoints, so all proxies of the mesh share one copy per pass.
 pub struct MeshIndex {
     endpoints: EndpointIndex,
-    assignments: std::sync::Mutex<BTreeMap<String, ClusterLoadAssignment>>,
+    assignments: std::sync::Mutex<BTreeMap<String, std::sync::Arc<ClusterLoadAssignment>>>,
     protocols: std::sync::Mutex<BTreeMap<String, Option<Protocol>>>,
 }
 
@@ -358,7 +362,7 @@ impl MeshIndex {
     }
 
     /// The load assignment of the outbound cluster `destination`.
-    fn load_assignment(&self, destination: &Destination) -> ClusterLoadAssignment {
+    fn load_assignment(&self, destination: &Destination) -> std::sync::Arc<ClusterLoadAssignment> {
         let mut assignments = self
             .assignments
             .lock()
@@ -369,7 +373,7 @@ impl MeshIndex {
                 let instances = self
                     .endpoints
                     .in_subset(&destination.service, &destination.tags);
-                load_assignment(&destination.cluster, &instances)
+                std::sync::Arc::new(load_assignment(&destination.cluster, &instances))
             })
             .clone()
     }

@@ -117,7 +117,7 @@ pub fn resources_to_json(resources: &EnvoyResources) -> Result<Value, RenderErro
         CLUSTER_TYPE_URL.into(),
         Value::Array(clusters.collect::<Result<_, _>>()?),
     );
-    let assignments = resources.load_assignments.iter().map(to_json);
+    let assignments = resources.load_assignments.iter().map(|a| to_json(&**a));
     out.insert(
         ENDPOINT_TYPE_URL.into(),
         Value::Array(assignments.collect::<Result<_, _>>()?),

@@ -30,7 +30,7 @@ fn static_bootstrap(resources: &EnvoyResources) -> serde_json::Value {
                 .unwrap_or_else(|| panic!("EDS cluster {} has no load assignment", cluster.name));
             cluster.cluster_discovery_type =
                 Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32));
-            cluster.load_assignment = Some(assignment.clone());
+            cluster.load_assignment = Some((**assignment).clone());
         }
         clusters.push(xds::render::to_json(&cluster).unwrap());
     }

@@ -233,9 +233,11 @@ mod tests {
                 .collect(),
             load_assignments: clusters
                 .iter()
-                .map(|name| ClusterLoadAssignment {
-                    cluster_name: (*name).to_owned(),
-                    ..Default::default()
+                .map(|name| {
+                    std::sync::Arc::new(ClusterLoadAssignment {
+                        cluster_name: (*name).to_owned(),
+                        ..Default::default()
+                    })
                 })
                 .collect(),
             listeners: listeners
