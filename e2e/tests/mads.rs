@@ -112,7 +112,8 @@ async fn e2e_mads_kuma_sd_fetch_not_modified_and_long_poll() {
     // 1. Full answer (the first fetch has no version yet).
     let first = eventually(DEADLINE, "web-1 assigned", async || {
         let (status, body) = kuma_sd_fetch(port, kuma_sd_body("", ""), "2m0s").await;
-        let json: Value = serde_json::from_str(&body).map_err(|e| format!("{status} {e}: {body}"))?;
+        let json: Value =
+            serde_json::from_str(&body).map_err(|e| format!("{status} {e}: {body}"))?;
         if status == 200 && target_names(&json) == ["web-1"] {
             Ok(json)
         } else {
@@ -120,7 +121,10 @@ async fn e2e_mads_kuma_sd_fetch_not_modified_and_long_poll() {
         }
     })
     .await;
-    let version = first["version_info"].as_str().expect("version_info").to_string();
+    let version = first["version_info"]
+        .as_str()
+        .expect("version_info")
+        .to_string();
     let nonce = first["nonce"].as_str().expect("nonce").to_string();
     assert!(!version.is_empty());
     assert_eq!(first["type_url"], TYPE_URL);
@@ -151,11 +155,7 @@ async fn e2e_mads_kuma_sd_fetch_not_modified_and_long_poll() {
 
     // 3. A long-poll at the current version returns the new answer when a Dataplane appears,
     //    long before its fetch-timeout of 2 minutes.
-    let poll = tokio::spawn(kuma_sd_fetch(
-        port,
-        kuma_sd_body(&version, &nonce),
-        "2m0s",
-    ));
+    let poll = tokio::spawn(kuma_sd_fetch(port, kuma_sd_body(&version, &nonce), "2m0s"));
     eventually(DEADLINE, "the long-poll is waiting", async || {
         match zone.metric(ZONE, "mads_watches", &[]).await {
             Some(n) if n >= 1.0 => Ok(()),
@@ -163,7 +163,10 @@ async fn e2e_mads_kuma_sd_fetch_not_modified_and_long_poll() {
         }
     })
     .await;
-    assert!(!poll.is_finished(), "the long-poll returned before any change");
+    assert!(
+        !poll.is_finished(),
+        "the long-poll returned before any change"
+    );
     zone.apply(ZONE, &dataplane("web-2", "web", 20003, None));
     let (status, body) = tokio::time::timeout(Duration::from_secs(60), poll)
         .await
@@ -198,14 +201,19 @@ async fn e2e_mads_kuma_sd_fetch_not_modified_and_long_poll() {
         .await
         .expect("gRPC connect");
     let response = grpc
-        .fetch_monitoring_assignments(envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest {
-            type_url: TYPE_URL.into(),
-            ..Default::default()
-        })
+        .fetch_monitoring_assignments(
+            envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest {
+                type_url: TYPE_URL.into(),
+                ..Default::default()
+            },
+        )
         .await
         .expect("gRPC fetch")
         .into_inner();
-    assert_eq!(response.version_info, second["version_info"].as_str().unwrap_or_default());
+    assert_eq!(
+        response.version_info,
+        second["version_info"].as_str().unwrap_or_default()
+    );
     assert_eq!(response.resources.len(), 2);
     assert!(response.resources.iter().all(|r| r.type_url == TYPE_URL));
 
@@ -226,16 +234,27 @@ async fn e2e_mads_kuma_sd_fetch_not_modified_and_long_poll() {
     assert_eq!(groups[0]["labels"]["__meta_kuma_dataplane"], "web-1");
     assert_eq!(groups[0]["labels"]["__meta_kuma_service"], "web");
     assert_eq!(groups[0]["labels"]["__meta_kuma_mesh"], "default");
-    assert_eq!(groups[0]["labels"]["__meta_kuma_label_kuma_io_service"], "web");
+    assert_eq!(
+        groups[0]["labels"]["__meta_kuma_label_kuma_io_service"],
+        "web"
+    );
     assert_eq!(groups[0]["labels"]["__metrics_path__"], "/metrics");
 
     // The zone's own metrics count what happened.
     let sent = zone
-        .metric(ZONE, "mads_requests_total", &[("transport", "http"), ("result", "sent")])
+        .metric(
+            ZONE,
+            "mads_requests_total",
+            &[("transport", "http"), ("result", "sent")],
+        )
         .await;
     assert!(sent.is_some_and(|n| n >= 3.0), "mads sent: {sent:?}");
     let not_modified = zone
-        .metric(ZONE, "mads_requests_total", &[("transport", "http"), ("result", "not_modified")])
+        .metric(
+            ZONE,
+            "mads_requests_total",
+            &[("transport", "http"), ("result", "not_modified")],
+        )
         .await;
     assert!(not_modified.is_some_and(|n| n >= 1.0), "{not_modified:?}");
     assert_eq!(zone.metric(ZONE, "mads_targets", &[]).await, Some(2.0));
@@ -340,7 +359,10 @@ scrape_configs:
         if body["status"] != "success" {
             return Err(body.to_string());
         }
-        Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 }
 

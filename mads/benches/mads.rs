@@ -69,7 +69,10 @@ fn stats(mut samples: Vec<Duration>) -> String {
     samples.sort();
     let median = samples[samples.len() / 2];
     let p99 = samples[(samples.len() * 99 / 100).min(samples.len() - 1)];
-    format!("median {median:>10.2?}  p99 {p99:>10.2?}  (n={})", samples.len())
+    format!(
+        "median {median:>10.2?}  p99 {p99:>10.2?}  (n={})",
+        samples.len()
+    )
 }
 
 /// One HTTP/1.1 request on a keep-alive connection: (status, body length).
@@ -153,39 +156,64 @@ async fn bench(n: usize) {
             baseline.push(started.elapsed());
         }
     }
-    println!("baseline, serialize per request (no server): {}", stats(baseline));
+    println!(
+        "baseline, serialize per request (no server): {}",
+        stats(baseline)
+    );
 
     // The server with this snapshot.
     let (_tx, rx) = tokio::sync::watch::channel(snapshot.clone());
     let state = mads::MadsState::new(rx, Duration::from_secs(30), mads::MadsMetrics::default());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(mads::serve(listener, mads::router(state), std::future::pending()));
+    tokio::spawn(mads::serve(
+        listener,
+        mads::router(state),
+        std::future::pending(),
+    ));
     let mut conn = BufReader::new(TcpStream::connect(addr).await.unwrap());
     conn.get_mut().set_nodelay(true).unwrap();
 
     let mut full = Vec::new();
     for i in 0..55 {
         let started = Instant::now();
-        let (status, len) = request(&mut conn, "POST", &format!("{}?fetch-timeout=2m0s", mads::FETCH_PATH), &fetch_body("")).await;
+        let (status, len) = request(
+            &mut conn,
+            "POST",
+            &format!("{}?fetch-timeout=2m0s", mads::FETCH_PATH),
+            &fetch_body(""),
+        )
+        .await;
         assert_eq!((status, len), (200, full_bytes));
         if i >= 5 {
             full.push(started.elapsed());
         }
     }
-    println!("full answer (200):                            {}", stats(full));
+    println!(
+        "full answer (200):                            {}",
+        stats(full)
+    );
 
     let mut not_modified = Vec::new();
     let current = fetch_body(snapshot.version());
     for i in 0..1100 {
         let started = Instant::now();
-        let (status, _) = request(&mut conn, "POST", &format!("{}?fetch-timeout=0s", mads::FETCH_PATH), &current).await;
+        let (status, _) = request(
+            &mut conn,
+            "POST",
+            &format!("{}?fetch-timeout=0s", mads::FETCH_PATH),
+            &current,
+        )
+        .await;
         assert_eq!(status, 304);
         if i >= 100 {
             not_modified.push(started.elapsed());
         }
     }
-    println!("same version (304):                           {}", stats(not_modified));
+    println!(
+        "same version (304):                           {}",
+        stats(not_modified)
+    );
 
     let mut http_sd = Vec::new();
     for i in 0..55 {
@@ -196,7 +224,10 @@ async fn bench(n: usize) {
             http_sd.push(started.elapsed());
         }
     }
-    println!("http-sd (200):                                {}", stats(http_sd));
+    println!(
+        "http-sd (200):                                {}",
+        stats(http_sd)
+    );
 
     // Change → long-poll, through a memory store and the feed.
     let store: Arc<dyn ResourceStore> = Arc::new(store::memory::MemoryStore::new());
@@ -204,29 +235,52 @@ async fn bench(n: usize) {
         resource: mesh(),
         owner: None,
     }];
-    ops.extend(dataplanes.iter().cloned().map(|resource| store::Op::Create {
-        resource,
-        owner: None,
-    }));
+    ops.extend(
+        dataplanes
+            .iter()
+            .cloned()
+            .map(|resource| store::Op::Create {
+                resource,
+                owner: None,
+            }),
+    );
     store.apply(ops).await.unwrap();
-    let (rx, feed) = mads::feed::start(store.clone(), mads::MadsMetrics::default(), std::future::pending());
+    let (rx, feed) = mads::feed::start(
+        store.clone(),
+        mads::MadsMetrics::default(),
+        std::future::pending(),
+    );
     tokio::spawn(feed);
     let mut waiting = rx.clone();
     waiting
         .wait_for(|s| s.targets() == n)
         .await
         .expect("the feed publishes every dataplane");
-    let state = mads::MadsState::new(rx.clone(), Duration::from_secs(30), mads::MadsMetrics::default());
+    let state = mads::MadsState::new(
+        rx.clone(),
+        Duration::from_secs(30),
+        mads::MadsMetrics::default(),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(mads::serve(listener, mads::router(state), std::future::pending()));
+    tokio::spawn(mads::serve(
+        listener,
+        mads::router(state),
+        std::future::pending(),
+    ));
     let mut conn = BufReader::new(TcpStream::connect(addr).await.unwrap());
     let mut wakeups = Vec::new();
     for i in 0..20 {
         let version = rx.borrow().version().to_string();
         let body = fetch_body(&version);
         let poll = async {
-            request(&mut conn, "POST", &format!("{}?fetch-timeout=2m0s", mads::FETCH_PATH), &body).await
+            request(
+                &mut conn,
+                "POST",
+                &format!("{}?fetch-timeout=2m0s", mads::FETCH_PATH),
+                &body,
+            )
+            .await
         };
         let commit = async {
             // Let the fetch reach the server and start waiting.
@@ -239,5 +293,8 @@ async fn bench(n: usize) {
         assert_eq!(status, 200);
         wakeups.push(started.elapsed());
     }
-    println!("new Dataplane committed → long-poll answered: {}", stats(wakeups));
+    println!(
+        "new Dataplane committed → long-poll answered: {}",
+        stats(wakeups)
+    );
 }

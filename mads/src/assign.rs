@@ -14,7 +14,8 @@ use model::{Resource, Spec};
 use serde::Serialize;
 
 /// `Any.type_url` of a MonitoringAssignment.
-pub const ASSIGNMENT_TYPE_URL: &str = "type.googleapis.com/kuma.observability.v1.MonitoringAssignment";
+pub const ASSIGNMENT_TYPE_URL: &str =
+    "type.googleapis.com/kuma.observability.v1.MonitoringAssignment";
 
 /// One MonitoringAssignment, in the field order and with the proto (snake
 /// case) names of its proto-JSON; empty fields are left out, as protojson
@@ -147,7 +148,13 @@ pub fn dataplane_labels(dataplane: &Resource) -> BTreeMap<String, String> {
 /// `_` (`kuma.io/service` → `kuma_io_service`).
 pub fn sanitize_label_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -211,8 +218,13 @@ mod tests {
 
     #[test]
     fn meshes_without_metrics_produce_nothing() {
-        let meshes = parse("type: Mesh\nname: default\n---\ntype: Mesh\nname: other\nmetrics:\n  backends:\n  - name: prometheus-1\n    type: prometheus\n");
-        let dataplanes = parse(&format!("{WEB}---\n{}", WEB.replace("mesh: default", "mesh: other")));
+        let meshes = parse(
+            "type: Mesh\nname: default\n---\ntype: Mesh\nname: other\nmetrics:\n  backends:\n  - name: prometheus-1\n    type: prometheus\n",
+        );
+        let dataplanes = parse(&format!(
+            "{WEB}---\n{}",
+            WEB.replace("mesh: default", "mesh: other")
+        ));
         let (assignments, skipped) = assignments(&meshes, &dataplanes);
         assert!(assignments.is_empty(), "{assignments:?}");
         assert!(skipped.is_empty());
@@ -227,7 +239,10 @@ mod tests {
             WEB.replace("mesh: default", "mesh: gone")
         ));
         let (assignments, _) = assignments(&meshes, &dataplanes);
-        let names: Vec<_> = assignments.iter().map(|a| a.targets[0].name.as_str()).collect();
+        let names: Vec<_> = assignments
+            .iter()
+            .map(|a| a.targets[0].name.as_str())
+            .collect();
         assert_eq!(names, ["web-1", "web-2"]);
     }
 
@@ -241,7 +256,9 @@ mod tests {
         assert!(assignments.is_empty());
         assert_eq!(skipped.len(), 1);
         assert!(
-            skipped[0].reason.contains("dataplane web-1: metrics.conf.port"),
+            skipped[0]
+                .reason
+                .contains("dataplane web-1: metrics.conf.port"),
             "{:?}",
             skipped[0]
         );

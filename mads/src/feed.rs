@@ -238,7 +238,11 @@ mod tests {
             )
             .await
             .unwrap();
-        let (mut rx, task) = start(store.clone(), MadsMetrics::default(), std::future::pending());
+        let (mut rx, task) = start(
+            store.clone(),
+            MadsMetrics::default(),
+            std::future::pending(),
+        );
         let task = tokio::spawn(task);
         // The initial sync publishes nothing new (no targets), then the dataplane arrives.
         let before = rx.borrow_and_update().version().to_string();

@@ -201,7 +201,12 @@ async fn fetch(
         },
     };
     let client = request.node.map(|n| n.id).unwrap_or_default();
-    debug!(client, version = request.version_info, ?timeout, "MADS fetch");
+    debug!(
+        client,
+        version = request.version_info,
+        ?timeout,
+        "MADS fetch"
+    );
     match state.changed_since(&request.version_info, timeout).await {
         Some(snapshot) => {
             state.metrics.request(Transport::Http, Outcome::Sent);

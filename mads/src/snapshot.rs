@@ -147,12 +147,18 @@ impl<'a> TargetGroup<'a> {
     fn of(assignment: &'a Assignment, target: &'a crate::assign::Target) -> TargetGroup<'a> {
         let mut labels = BTreeMap::new();
         labels.insert("__meta_kuma_mesh".to_string(), assignment.mesh.as_str());
-        labels.insert("__meta_kuma_service".to_string(), assignment.service.as_str());
+        labels.insert(
+            "__meta_kuma_service".to_string(),
+            assignment.service.as_str(),
+        );
         labels.insert("__meta_kuma_dataplane".to_string(), target.name.as_str());
         // Target labels win over assignment labels.
         for (k, v) in assignment.labels.iter().chain(&target.labels) {
             labels.insert(
-                format!("__meta_kuma_label_{}", crate::assign::sanitize_label_name(k)),
+                format!(
+                    "__meta_kuma_label_{}",
+                    crate::assign::sanitize_label_name(k)
+                ),
                 v.as_str(),
             );
         }
@@ -200,7 +206,10 @@ mod tests {
         assert_eq!(json["nonce"], snapshot.version());
         assert_eq!(json["type_url"], ASSIGNMENT_TYPE_URL);
         assert_eq!(json["resources"][0]["@type"], ASSIGNMENT_TYPE_URL);
-        assert_eq!(json["resources"][0]["targets"][0]["metrics_path"], "/metrics");
+        assert_eq!(
+            json["resources"][0]["targets"][0]["metrics_path"],
+            "/metrics"
+        );
     }
 
     #[test]
