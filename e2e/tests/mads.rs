@@ -464,5 +464,24 @@ metrics:
             "instance is the dataplane name: {series}"
         );
     }
+    // The zone counts the two ADS streams and what their Envoys accepted.
+    eventually(DEADLINE, "xds_streams = 2", async || {
+        match zone.metric(ZONE, "xds_streams", &[]).await {
+            Some(2.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let acked = zone
+        .metric(
+            ZONE,
+            "xds_responses_acked_total",
+            &[(
+                "type_url",
+                "type.googleapis.com/envoy.config.listener.v3.Listener",
+            )],
+        )
+        .await;
+    assert!(acked.is_some_and(|n| n >= 2.0), "listener ACKs: {acked:?}");
     drop(sidecars);
 }
