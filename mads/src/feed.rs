@@ -4,7 +4,8 @@
 //! Dataplane; then a change of a Dataplane recomputes that dataplane's
 //! assignment, a change of a Mesh those of its dataplanes. Changes that are
 //! already waiting are applied together before one new snapshot is
-//! published, and a snapshot is published only when its version changed, so
+//! published (each assignment is rendered when it is computed, a snapshot
+//! only joins them), and a snapshot is published only when its version changed, so
 //! a long-polling client wakes once per real change.
 //!
 //! A dataplane whose metrics configuration is invalid is logged and left
@@ -21,9 +22,9 @@ use store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::assign::{self, Assignment};
+use crate::assign;
 use crate::metrics::MadsMetrics;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Rendered, Snapshot};
 
 /// Wait before retrying after the store failed.
 const RETRY: Duration = Duration::from_secs(1);
@@ -61,8 +62,8 @@ struct Feed {
     tx: watch::Sender<Arc<Snapshot>>,
     metrics: MadsMetrics,
     meshes: BTreeMap<String, Resource>,
-    /// (mesh, name) → the Dataplane and its assignment.
-    dataplanes: BTreeMap<(String, String), (Resource, Option<Assignment>)>,
+    /// (mesh, name) → the Dataplane and its assignment, rendered.
+    dataplanes: BTreeMap<(String, String), (Resource, Option<Arc<Rendered>>)>,
 }
 
 impl Feed {
@@ -178,10 +179,10 @@ impl Feed {
         Ok(self.store.get_stored(key).await?.map(|s| s.resource))
     }
 
-    fn assign(&self, dataplane: &Resource) -> Option<Assignment> {
+    fn assign(&self, dataplane: &Resource) -> Option<Arc<Rendered>> {
         let mesh = self.meshes.get(&dataplane.meta.mesh)?;
         match assign::assignment(mesh, dataplane) {
-            Ok(assignment) => assignment,
+            Ok(assignment) => assignment.map(|a| Arc::new(Rendered::new(a))),
             Err(skipped) => {
                 warn!(
                     mesh = skipped.mesh,
@@ -196,12 +197,12 @@ impl Feed {
 
     /// Publishes the current assignments when their version changed.
     fn publish(&self) {
-        let assignments: Vec<Assignment> = self
+        let assignments: Vec<Arc<Rendered>> = self
             .dataplanes
             .values()
             .filter_map(|(_, a)| a.clone())
             .collect();
-        let snapshot = Snapshot::new(assignments);
+        let snapshot = Snapshot::from_rendered(assignments);
         self.metrics.set_targets(snapshot.targets());
         self.tx.send_if_modified(|current| {
             if current.version() == snapshot.version() {

@@ -7,12 +7,16 @@
 //! * the Prometheus HTTP service discovery list (rendered on first use);
 //! * the gRPC `DiscoveryResponse` resources (encoded on first use).
 //!
+//! Each assignment's JSON is rendered once ([`Rendered`]) and kept by the
+//! feed, so a new version joins the fragments instead of serializing every
+//! assignment again.
+//!
 //! The version is a content hash of the assignments: equal assignments give
 //! equal versions, also across restarts, so a client never refetches what it
 //! has.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use envoy_types::pb::google::protobuf::Any;
@@ -24,11 +28,28 @@ use sha2::{Digest, Sha256};
 
 use crate::assign::{ASSIGNMENT_TYPE_URL, Assignment};
 
+/// An assignment with its proto-JSON, rendered once: the feed keeps one per
+/// dataplane and reuses it in every snapshot until the dataplane or its mesh
+/// changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub assignment: Assignment,
+    json: Vec<u8>,
+}
+
+impl Rendered {
+    pub fn new(assignment: Assignment) -> Rendered {
+        // Serializing our own plain structs cannot fail.
+        let json = serde_json::to_vec(&assignment).unwrap_or_default();
+        Rendered { assignment, json }
+    }
+}
+
 /// The monitoring assignments at one version.
 #[derive(Debug)]
 pub struct Snapshot {
     version: String,
-    assignments: Vec<Assignment>,
+    assignments: Vec<Arc<Rendered>>,
     discovery_json: Bytes,
     http_sd_json: OnceLock<Bytes>,
     grpc_resources: OnceLock<Vec<Any>>,
@@ -37,8 +58,27 @@ pub struct Snapshot {
 impl Snapshot {
     /// The snapshot of `assignments` (in the order given).
     pub fn new(assignments: Vec<Assignment>) -> Snapshot {
-        // Serializing our own plain structs cannot fail.
-        let resources = serde_json::to_vec(&assignments).unwrap_or_else(|_| b"[]".to_vec());
+        Snapshot::from_rendered(
+            assignments
+                .into_iter()
+                .map(|a| Arc::new(Rendered::new(a)))
+                .collect(),
+        )
+    }
+
+    /// The snapshot of already rendered assignments (in the order given):
+    /// their JSON is joined, not serialized again.
+    pub fn from_rendered(assignments: Vec<Arc<Rendered>>) -> Snapshot {
+        let size: usize = assignments.iter().map(|r| r.json.len() + 1).sum();
+        let mut resources = Vec::with_capacity(size + 2);
+        resources.push(b'[');
+        for (i, rendered) in assignments.iter().enumerate() {
+            if i > 0 {
+                resources.push(b',');
+            }
+            resources.extend_from_slice(&rendered.json);
+        }
+        resources.push(b']');
         let digest = Sha256::digest(&resources);
         let version: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         let mut body = Vec::with_capacity(resources.len() + 200);
@@ -65,13 +105,13 @@ impl Snapshot {
         &self.version
     }
 
-    pub fn assignments(&self) -> &[Assignment] {
-        &self.assignments
+    pub fn assignments(&self) -> impl Iterator<Item = &Assignment> {
+        self.assignments.iter().map(|r| &r.assignment)
     }
 
     /// Number of scrape targets.
     pub fn targets(&self) -> usize {
-        self.assignments.iter().map(|a| a.targets.len()).sum()
+        self.assignments().map(|a| a.targets.len()).sum()
     }
 
     /// The MADS `DiscoveryResponse` as proto-JSON (proto field names).
@@ -88,8 +128,7 @@ impl Snapshot {
         self.http_sd_json
             .get_or_init(|| {
                 let groups: Vec<TargetGroup<'_>> = self
-                    .assignments
-                    .iter()
+                    .assignments()
                     .flat_map(|a| a.targets.iter().map(move |t| TargetGroup::of(a, t)))
                     .collect();
                 Bytes::from(serde_json::to_vec(&groups).unwrap_or_else(|_| b"[]".to_vec()))
@@ -101,8 +140,7 @@ impl Snapshot {
     pub fn grpc_resources(&self) -> Vec<Any> {
         self.grpc_resources
             .get_or_init(|| {
-                self.assignments
-                    .iter()
+                self.assignments()
                     .map(|a| Any {
                         type_url: ASSIGNMENT_TYPE_URL.to_string(),
                         value: to_proto(a).encode_to_vec(),
