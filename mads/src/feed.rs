@@ -57,13 +57,16 @@ pub fn start(
     (rx, task)
 }
 
+/// A Dataplane and its rendered assignment (`None`: not assigned).
+type Entry = (Resource, Option<Arc<Rendered>>);
+
 struct Feed {
     store: Arc<dyn ResourceStore>,
     tx: watch::Sender<Arc<Snapshot>>,
     metrics: MadsMetrics,
     meshes: BTreeMap<String, Resource>,
     /// (mesh, name) → the Dataplane and its assignment, rendered.
-    dataplanes: BTreeMap<(String, String), (Resource, Option<Arc<Rendered>>)>,
+    dataplanes: BTreeMap<(String, String), Entry>,
 }
 
 impl Feed {
