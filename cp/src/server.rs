@@ -191,11 +191,21 @@ pub async fn run(
             store.clone(),
             &instance_id,
             tokens_state,
+            &mut registry,
             &mut servers,
             &stop_rx,
         )
         .await?;
         readiness.set_ready("xds-server", true);
+        let mads_addr = crate::mads::start(
+            &config,
+            store.clone(),
+            &mut registry,
+            &mut servers,
+            &stop_rx,
+        )
+        .await?;
+        info!(mads = %mads_addr, "monitoring assignment server ready");
     }
     servers.spawn(prune_changes(store.clone(), stopped(stop_rx.clone())));
     let registry = Arc::new(Mutex::new(registry));
@@ -280,6 +290,7 @@ async fn start_dataplane_servers(
     store: Arc<dyn ResourceStore>,
     instance_id: &str,
     tokens_state: tokens::TokensState,
+    registry: &mut Registry,
     servers: &mut JoinSet<Result<(), RunError>>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), RunError> {
@@ -348,7 +359,8 @@ async fn start_dataplane_servers(
         lifecycle_task.await;
         Ok(())
     });
-    let events: Vec<Arc<dyn xds::ads::StreamEvents>> = vec![insights, lifecycle];
+    let xds_metrics = Arc::new(crate::xds_metrics::XdsMetrics::register(registry));
+    let events: Vec<Arc<dyn xds::ads::StreamEvents>> = vec![insights, lifecycle, xds_metrics];
     let authenticator =
         crate::xds_auth::DataplaneStreamAuthenticator::new(store.clone(), require_token);
     let ads = tonic::transport::Server::builder()

@@ -5,7 +5,9 @@
 //! * `node`: id `{mesh}.{name}`, cluster = the dataplane's service (first
 //!   inbound's `kuma.io/service`, else the gateway's, else `unknown`); ADS
 //!   needs both;
-//! * `static_resources.clusters`: `ads_cluster`, the control plane's xDS
+//! * `static_resources.clusters`: `kuma:envoy:admin` (Envoy's own admin
+//!   API, where the generated Prometheus listener sends scrapes) and
+//!   `ads_cluster`, the control plane's xDS
 //!   server (STATIC for an IP, STRICT_DNS for a host name), always HTTP/2
 //!   (Envoy silently speaks HTTP/1.1 to a gRPC server otherwise), with an
 //!   `UpstreamTlsContext` trusting an inline CA PEM (SNI and SAN = the xDS
@@ -69,6 +71,8 @@ pub const ADS_CLUSTER: &str = "ads_cluster";
 pub const AUTHORIZATION_METADATA: &str = "authorization";
 /// The scheme before the token in [`AUTHORIZATION_METADATA`].
 pub const AUTHORIZATION_SCHEME: &str = "Bearer";
+/// The static cluster of Envoy's own admin API (Kuma's name).
+pub const ADMIN_CLUSTER: &str = "kuma:envoy:admin";
 /// Kuma's default Envoy admin address and port.
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1";
 pub const DEFAULT_ADMIN_PORT: u32 = 9901;
@@ -330,7 +334,10 @@ pub fn bootstrap(params: &BootstrapParams) -> Result<Bootstrap, BootstrapError> 
             ..Default::default()
         }),
         static_resources: Some(StaticResources {
-            clusters: vec![ads_cluster(&params.xds)],
+            clusters: vec![
+                ads_cluster(&params.xds),
+                admin_cluster(&params.admin_address, params.admin_port),
+            ],
             ..Default::default()
         }),
         dynamic_resources: Some(DynamicResources {
@@ -378,6 +385,35 @@ fn socket_address(address: &str, port: u32) -> Address {
             port_specifier: Some(PortSpecifier::PortValue(port)),
             ..Default::default()
         })),
+    }
+}
+
+/// The static cluster `kuma:envoy:admin` ([`ADMIN_CLUSTER`]): Envoy's own
+/// admin API, so that generated listeners (the Prometheus endpoint of
+/// [`crate::metrics`]) can route to it without knowing its port.
+pub fn admin_cluster(address: &str, port: u32) -> Cluster {
+    Cluster {
+        name: ADMIN_CLUSTER.to_string(),
+        connect_timeout: Some(Duration {
+            seconds: ADS_CONNECT_TIMEOUT_SECONDS,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: ADMIN_CLUSTER.to_string(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket_address(address, port)),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

@@ -29,6 +29,9 @@
 //!   and the SDS secrets both reference, from [`MeshContext::tls`] and
 //!   [`MeshContext::identity`].
 //!
+//! * When the mesh enables a prometheus metrics backend, the listener
+//!   `kuma:metrics:prometheus` ([`crate::metrics`]).
+//!
 //! TODO (later slices of issue 5, each its own module):
 //! * Locality grouping by `kuma.io/zone`.
 //! * Transparent proxying, admin/metrics/probe/DNS listeners, timeouts,
@@ -138,6 +141,8 @@ pub enum GenerateError {
         "dataplane {name}: mesh {mesh} enables mTLS but no certificate was given for the proxy"
     )]
     MtlsWithoutCertificates { name: String, mesh: String },
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("dataplane {name}: {field}: listener {listener} is already defined")]
     DuplicateListener {
         name: String,
@@ -545,6 +550,20 @@ pub fn generate_indexed(
         };
         let listener = listener(&listener_name, ip, port, TrafficDirection::Outbound, filter);
         insert_listener(&mut listeners, listener, name, &field)?;
+    }
+
+    if let Some(endpoint) = crate::metrics::prometheus_endpoint(mesh, proxy)? {
+        // Envoy refuses two listeners on one address.
+        let clash = names::inbound_listener(&endpoint.address, endpoint.port);
+        if listeners.contains_key(&clash) {
+            return Err(GenerateError::DuplicateListener {
+                name: name.clone(),
+                field: "metrics.conf.port".into(),
+                listener: clash,
+            });
+        }
+        let listener = crate::metrics::prometheus_listener(&endpoint);
+        insert_listener(&mut listeners, listener, name, "metrics")?;
     }
 
     Ok(EnvoyResources {

@@ -31,6 +31,7 @@ pub mod ads;
 pub mod bootstrap;
 pub mod feed;
 pub mod generate;
+pub mod metrics;
 pub mod names;
 pub mod policy;
 pub mod render;

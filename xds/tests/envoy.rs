@@ -34,6 +34,8 @@ fn static_bootstrap(resources: &EnvoyResources) -> serde_json::Value {
         }
         clusters.push(xds::render::to_json(&cluster).unwrap());
     }
+    // The Prometheus listener routes to the bootstrap's admin cluster.
+    clusters.push(xds::render::to_json(&xds::bootstrap::admin_cluster("127.0.0.1", 9901)).unwrap());
     let listeners: Vec<_> = resources
         .listeners
         .iter()
@@ -195,4 +197,9 @@ fn envoy_refuses_a_broken_secret() {
         err.contains("Failed to load trusted CA certificates"),
         "{err}"
     );
+}
+
+#[test]
+fn envoy_accepts_metrics_prometheus() {
+    validate("metrics_prometheus");
 }

@@ -81,3 +81,8 @@ fn golden_mtls_strict() {
 fn golden_mtls_permissive() {
     check("mtls_permissive");
 }
+
+#[test]
+fn golden_metrics_prometheus() {
+    check("metrics_prometheus");
+}

@@ -702,21 +702,21 @@ pub static SETTINGS: &[Setting] = &[
         KUMA_MONITORING_ASSIGNMENT_SERVER_PORT,
         monitoring_assignment_server.port,
         "15676",
-        "Port of the MADS server"
+        "Port of the MADS server: `POST /v3/discovery:monitoringassignments` (Prometheus kuma_sd), gRPC FetchMonitoringAssignments and `GET /v3/http-sd` (Prometheus http_sd)"
     ),
     setting!(
         "monitoringAssignmentServer.assignmentRefreshInterval",
         KUMA_MONITORING_ASSIGNMENT_SERVER_ASSIGNMENT_REFRESH_INTERVAL,
         monitoring_assignment_server.assignment_refresh_interval,
         "5s",
-        "How often monitoring assignments are recomputed"
+        "Accepted for compatibility with Kuma and not used: assignments follow the store's change feed (a new Dataplane reaches waiting clients at once) instead of being recomputed periodically"
     ),
     setting!(
         "monitoringAssignmentServer.defaultFetchTimeout",
         KUMA_MONITORING_ASSIGNMENT_SERVER_DEFAULT_FETCH_TIMEOUT,
         monitoring_assignment_server.default_fetch_timeout,
         "1m",
-        "How long a fetch waits for a change when the client names no timeout"
+        "How long a fetch waits for a change when the client names no `fetch-timeout` (and for every gRPC fetch)"
     ),
     // adminServer
     setting!(

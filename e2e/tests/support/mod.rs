@@ -496,6 +496,10 @@ impl Federation {
             "KUMA_ADMIN_SERVER_LOCAL_PORT".into(),
             free_port().to_string(),
         ));
+        env.push((
+            "KUMA_MONITORING_ASSIGNMENT_SERVER_PORT".into(),
+            free_port().to_string(),
+        ));
         if !options.federated {
             return env;
         }
@@ -586,6 +590,11 @@ impl Federation {
     /// The port of zone `name`'s ADS server.
     pub fn xds_port(&self, name: &str) -> u16 {
         self.port_setting(name, "KUMA_XDS_SERVER_GRPC_PORT")
+    }
+
+    /// The port of zone `name`'s monitoring assignment server (MADS, Prometheus discovery).
+    pub fn mads_port(&self, name: &str) -> u16 {
+        self.port_setting(name, "KUMA_MONITORING_ASSIGNMENT_SERVER_PORT")
     }
 
     fn port_setting(&self, name: &str, key: &str) -> u16 {
