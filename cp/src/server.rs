@@ -196,6 +196,15 @@ pub async fn run(
         )
         .await?;
         readiness.set_ready("xds-server", true);
+        crate::dns::start(
+            &config,
+            mode,
+            store.clone(),
+            &mut registry,
+            &mut servers,
+            || stopped(stop_rx.clone()),
+        )
+        .await?;
     }
     servers.spawn(prune_changes(store.clone(), stopped(stop_rx.clone())));
     let registry = Arc::new(Mutex::new(registry));

@@ -41,6 +41,10 @@ pub struct AllocatorSettings {
     /// This zone's name when it is federated: ZoneIngresses of this zone are skipped (their
     /// services are its own Dataplanes).
     pub local_zone: Option<String>,
+    /// `dnsServer.serviceVipEnabled`: when false no service gets a VIP (Kuma gives VIPs only
+    /// to services; kuma-rs has no other kind of entry yet), so every mesh's VIPs are
+    /// released.
+    pub service_vips: bool,
 }
 
 /// Runs until `stop` resolves.
@@ -174,12 +178,16 @@ impl Allocator {
             .list(&ListQuery::all(ResourceType::ZoneIngress))
             .await?
             .items;
-        let wanted = vips::wanted_services(
-            mesh,
-            &dataplanes,
-            &ingresses,
-            self.settings.local_zone.as_deref(),
-        );
+        let wanted = if self.settings.service_vips {
+            vips::wanted_services(
+                mesh,
+                &dataplanes,
+                &ingresses,
+                self.settings.local_zone.as_deref(),
+            )
+        } else {
+            BTreeSet::new()
+        };
 
         let config_key = ResourceKey::global(ResourceType::Config, vips::config_name(mesh));
         let stored = self
@@ -305,6 +313,7 @@ mod tests {
         let settings = AllocatorSettings {
             cidr: cidr.parse().expect("cidr"),
             local_zone: None,
+            service_vips: true,
         };
         let task = tokio::spawn(run(store, settings, state.clone(), async {
             let _ = rx.await;
