@@ -496,6 +496,8 @@ impl Federation {
             "KUMA_ADMIN_SERVER_LOCAL_PORT".into(),
             free_port().to_string(),
         ));
+        // UDP and TCP; a TCP port free now is almost always free for UDP too.
+        env.push(("KUMA_DNS_SERVER_PORT".into(), free_port().to_string()));
         if !options.federated {
             return env;
         }
@@ -586,6 +588,11 @@ impl Federation {
     /// The port of zone `name`'s ADS server.
     pub fn xds_port(&self, name: &str) -> u16 {
         self.port_setting(name, "KUMA_XDS_SERVER_GRPC_PORT")
+    }
+
+    /// The port of zone `name`'s DNS server (UDP and TCP).
+    pub fn dns_port(&self, name: &str) -> u16 {
+        self.port_setting(name, "KUMA_DNS_SERVER_PORT")
     }
 
     fn port_setting(&self, name: &str, key: &str) -> u16 {
