@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Federation, eventually};
+use support::{Federation, GLOBAL, eventually, label};
 
 const SYNC: Duration = Duration::from_secs(30);
 
@@ -217,9 +217,31 @@ availableServices:
     let answer = dig(federation.dns_port("zone-2"), "remote-svc.mesh", false).expect("dig");
     assert_eq!(answer.status, "NXDOMAIN", "zone-2: {answer:?}");
 
-    // zone-1 loses the global and reconnects: the catch-up sync must not move the VIP.
+    // zone-1 loses the global and reconnects: the catch-up sync must not move the VIP. A
+    // policy applied on the restarted global reaching zone-1 proves the new session synced.
     federation.restart_global().await;
-    federation.wait_online("zone-1", SYNC).await;
+    federation.apply(
+        GLOBAL,
+        "type: TrafficPermission\nmesh: default\nname: after-restart-e2e\nsources:\n- match:\n    kuma.io/service: '*'\ndestinations:\n- match:\n    kuma.io/service: '*'\n",
+    );
+    eventually(
+        SYNC,
+        "the new policy in zone-1 after the reconnect",
+        async || {
+            let items = federation
+                .list("zone-1", "/meshes/default/traffic-permissions")
+                .await?;
+            if items
+                .iter()
+                .any(|item| label(item, "kuma.io/display-name") == "after-restart-e2e")
+            {
+                Ok(())
+            } else {
+                Err(format!("{} policies, not the new one", items.len()))
+            }
+        },
+    )
+    .await;
     assert_eq!(
         vip_of(&federation, "zone-1", "remote-svc.mesh").await,
         remote
