@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod defaults;
 pub mod diagnostics;
+pub mod dns;
 pub mod kds;
 pub mod mads;
 pub mod migrate;

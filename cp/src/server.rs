@@ -206,6 +206,15 @@ pub async fn run(
         )
         .await?;
         info!(mads = %mads_addr, "monitoring assignment server ready");
+        crate::dns::start(
+            &config,
+            mode,
+            store.clone(),
+            &mut registry,
+            &mut servers,
+            || stopped(stop_rx.clone()),
+        )
+        .await?;
     }
     servers.spawn(prune_changes(store.clone(), stopped(stop_rx.clone())));
     let registry = Arc::new(Mutex::new(registry));

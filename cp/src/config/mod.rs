@@ -32,8 +32,8 @@ pub use load::{Loaded, Warning};
 pub use render::{defaults_yaml, settings_markdown};
 pub use settings::{SETTINGS, Setting};
 pub use value::{
-    DpProxyAuthType, Environment, GrpcUrl, Interval, KdsAuthType, Mode, Password, PgTlsMode,
-    StoreKind,
+    DnsUpstreams, DpProxyAuthType, Environment, GrpcUrl, Interval, KdsAuthType, Mode, Password,
+    PgTlsMode, StoreKind,
 };
 
 /// A problem with one setting, naming where it came from.
@@ -386,6 +386,8 @@ pub struct DnsServer {
     pub cidr: IpNet,
     pub service_vip_enabled: bool,
     pub service_vip_port: u16,
+    /// `dnsServer.upstreams`: resolvers for names outside the domain (none: REFUSED).
+    pub upstreams: DnsUpstreams,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -537,6 +539,7 @@ impl Default for Config {
                 cidr: IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(240, 0, 0, 0), 4)),
                 service_vip_enabled: true,
                 service_vip_port: 80,
+                upstreams: DnsUpstreams::default(),
             },
             monitoring_assignment_server: MonitoringAssignmentServer {
                 port: 5676,

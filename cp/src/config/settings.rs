@@ -666,7 +666,7 @@ pub static SETTINGS: &[Setting] = &[
         KUMA_DNS_SERVER_PORT,
         dns_server.port,
         "15653",
-        "UDP port of the DNS server"
+        "Port of the DNS server (UDP and TCP), served by a zone"
     ),
     setting!(
         "dnsServer.domain",
@@ -687,7 +687,7 @@ pub static SETTINGS: &[Setting] = &[
         KUMA_DNS_SERVER_SERVICE_VIP_ENABLED,
         dns_server.service_vip_enabled,
         "false",
-        "Give every service a VIP and a DNS name"
+        "Give every service a VIP and a DNS name; false releases every VIP"
     ),
     setting!(
         "dnsServer.serviceVipPort",
@@ -695,6 +695,13 @@ pub static SETTINGS: &[Setting] = &[
         dns_server.service_vip_port,
         "8080",
         "Port a service is reached on at its VIP"
+    ),
+    setting!(
+        "dnsServer.upstreams",
+        KUMA_DNS_SERVER_UPSTREAMS,
+        dns_server.upstreams,
+        "127.0.0.53:53,[::1]:5353",
+        "Resolvers (`ip` or `ip:port`, comma-separated) that names outside the domain are forwarded to, in order; empty answers them REFUSED (kuma-rs only)"
     ),
     // monitoringAssignmentServer
     setting!(

@@ -189,7 +189,7 @@ fn ports(c: &Config) -> [(&'static str, u16); 11] {
     ]
 }
 
-/// The TCP ports a control plane of this mode listens on. (DNS is UDP.)
+/// The TCP ports a control plane of this mode listens on (a zone's DNS serves TCP too).
 fn tcp_listeners(c: &Config) -> Vec<(&'static str, u16)> {
     let mut listeners = Vec::new();
     if c.api_server.http.enabled {
@@ -214,6 +214,7 @@ fn tcp_listeners(c: &Config) -> Vec<(&'static str, u16)> {
                 c.monitoring_assignment_server.port,
             ),
             ("adminServer.local.port", c.admin_server.local.port),
+            ("dnsServer.port", c.dns_server.port),
         ]),
     }
     listeners

@@ -359,6 +359,38 @@ impl Field for GrpcUrl {
     }
 }
 
+/// `dnsServer.upstreams`: resolver addresses, comma-separated; a missing port is 53.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsUpstreams(pub Vec<std::net::SocketAddr>);
+
+impl Field for DnsUpstreams {
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut upstreams = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let addr = match part.parse::<std::net::SocketAddr>() {
+                Ok(addr) => addr,
+                Err(_) => match part.parse::<IpAddr>() {
+                    Ok(ip) => std::net::SocketAddr::new(ip, 53),
+                    Err(_) => {
+                        return Err(format!(
+                            "{part:?} is not a resolver address: expected an IP with an optional port, such as 10.0.0.2 or 10.0.0.2:53 or [::1]:53"
+                        ));
+                    }
+                },
+            };
+            if addr.port() == 0 {
+                return Err(format!("{part:?}: port 0 is not a resolver port"));
+            }
+            upstreams.push(addr);
+        }
+        Ok(DnsUpstreams(upstreams))
+    }
+    fn to_json(&self) -> Json {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        Json::from(parts.join(","))
+    }
+}
+
 // === enums ===
 
 /// Declares a setting enum whose values are fixed words, with `as_str` and `Field`.

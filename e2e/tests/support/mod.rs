@@ -500,6 +500,8 @@ impl Federation {
             "KUMA_MONITORING_ASSIGNMENT_SERVER_PORT".into(),
             free_port().to_string(),
         ));
+        // UDP and TCP; a TCP port free now is almost always free for UDP too.
+        env.push(("KUMA_DNS_SERVER_PORT".into(), free_port().to_string()));
         if !options.federated {
             return env;
         }
@@ -595,6 +597,11 @@ impl Federation {
     /// The port of zone `name`'s monitoring assignment server (MADS, Prometheus discovery).
     pub fn mads_port(&self, name: &str) -> u16 {
         self.port_setting(name, "KUMA_MONITORING_ASSIGNMENT_SERVER_PORT")
+    }
+
+    /// The port of zone `name`'s DNS server (UDP and TCP).
+    pub fn dns_port(&self, name: &str) -> u16 {
+        self.port_setting(name, "KUMA_DNS_SERVER_PORT")
     }
 
     fn port_setting(&self, name: &str, key: &str) -> u16 {
