@@ -53,6 +53,7 @@ pub async fn run(
         store,
         cache,
         known: HashMap::new(),
+        indexes: HashMap::new(),
         certs: HashMap::new(),
     };
     tokio::pin!(stop);
@@ -69,6 +70,9 @@ struct Feed {
     known: HashMap<String, BTreeSet<String>>,
     /// Per node id, the workload certificate last issued.
     certs: HashMap<String, IssuedCert>,
+    /// Per mesh, the index of the last pass (its load assignments are shared
+    /// again when unchanged).
+    indexes: HashMap<String, MeshIndex>,
 }
 
 /// What a workload certificate was issued for: a change of any part means
@@ -308,13 +312,20 @@ impl Feed {
         let mut present = BTreeSet::new();
         // The mesh's endpoints are indexed once for all its proxies.
         let index = match &mesh {
-            Some(mesh) => match MeshIndex::build(&MeshContext::new(mesh, &dataplanes)) {
-                Ok(index) => Some(index),
-                Err(e) => {
-                    warn!(mesh = mesh_name, error = %e, "indexing the mesh's dataplanes failed; its proxies keep their config");
-                    return Ok(());
+            Some(mesh) => {
+                let context = MeshContext::new(mesh, &dataplanes);
+                let built = match self.indexes.remove(mesh_name) {
+                    Some(previous) => MeshIndex::build_after(&context, previous),
+                    None => MeshIndex::build(&context),
+                };
+                match built {
+                    Ok(index) => Some(index),
+                    Err(e) => {
+                        warn!(mesh = mesh_name, error = %e, "indexing the mesh's dataplanes failed; its proxies keep their config");
+                        return Ok(());
+                    }
                 }
-            },
+            }
             None => None,
         };
         if let (Some(mesh), Some(index)) = (&mesh, &index) {
@@ -363,6 +374,9 @@ impl Feed {
         }
         if !present.is_empty() {
             self.known.insert(mesh_name.to_owned(), present);
+        }
+        if let Some(index) = index {
+            self.indexes.insert(mesh_name.to_owned(), index);
         }
         Ok(())
     }

@@ -276,7 +276,15 @@ impl EnvoyResources {
         match type_url {
             LISTENER_TYPE_URL => self.listeners == other.listeners,
             CLUSTER_TYPE_URL => self.clusters == other.clusters,
-            ENDPOINT_TYPE_URL => self.load_assignments == other.load_assignments,
+            // Shared assignments compare by pointer first (see MeshIndex::build_after).
+            ENDPOINT_TYPE_URL => {
+                self.load_assignments.len() == other.load_assignments.len()
+                    && self
+                        .load_assignments
+                        .iter()
+                        .zip(&other.load_assignments)
+                        .all(|(a, b)| std::sync::Arc::ptr_eq(a, b) || a == b)
+            }
             tls::SECRET_TYPE_URL => self.secrets == other.secrets,
             _ => false,
         }
@@ -336,6 +344,9 @@ pub fn generate(
 pub struct MeshIndex {
     endpoints: EndpointIndex,
     assignments: std::sync::Mutex<BTreeMap<String, std::sync::Arc<ClusterLoadAssignment>>>,
+    /// The assignments of the previous pass over the mesh: an unchanged one
+    /// is shared again, so snapshots compare it by pointer.
+    previous: BTreeMap<String, std::sync::Arc<ClusterLoadAssignment>>,
     protocols: std::sync::Mutex<BTreeMap<String, Option<Protocol>>>,
 }
 
@@ -345,8 +356,25 @@ impl MeshIndex {
         Ok(MeshIndex {
             endpoints: EndpointIndex::build(&context.mesh.meta.name, context.dataplanes)?,
             assignments: std::sync::Mutex::default(),
+            previous: BTreeMap::new(),
             protocols: std::sync::Mutex::default(),
         })
+    }
+
+    /// [`MeshIndex::build`] for the pass that follows `previous` over the
+    /// same mesh: a load assignment equal to one `previous` handed out is
+    /// that very `Arc`, so an unchanged endpoint list costs a pointer
+    /// comparison in [`crate::ads::SnapshotCache::set`], not a deep one per proxy.
+    pub fn build_after(
+        context: &MeshContext<'_>,
+        previous: MeshIndex,
+    ) -> Result<MeshIndex, GenerateError> {
+        let mut index = MeshIndex::build(context)?;
+        index.previous = previous
+            .assignments
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(index)
     }
 
     /// The protocol every instance of the outbound cluster `destination`
@@ -378,7 +406,11 @@ impl MeshIndex {
                 let instances = self
                     .endpoints
                     .in_subset(&destination.service, &destination.tags);
-                std::sync::Arc::new(load_assignment(&destination.cluster, &instances))
+                let assignment = load_assignment(&destination.cluster, &instances);
+                match self.previous.get(&destination.cluster) {
+                    Some(previous) if **previous == assignment => previous.clone(),
+                    _ => std::sync::Arc::new(assignment),
+                }
             })
             .clone()
     }
