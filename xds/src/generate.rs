@@ -32,9 +32,15 @@
 //! * When the mesh enables a prometheus metrics backend, the listener
 //!   `kuma:metrics:prometheus` ([`crate::metrics`]).
 //!
+//! * Transparent proxying (`networking.transparentProxying` with both
+//!   redirect ports): the passthrough listeners and clusters, an outbound on
+//!   every service VIP of [`MeshContext::vips`], routed like the explicit
+//!   ones, and `bind_to_port: false` on every inbound and outbound listener
+//!   ([`crate::transparent`]).
+//!
 //! TODO (later slices of issue 5, each its own module):
 //! * Locality grouping by `kuma.io/zone`.
-//! * Transparent proxying, admin/metrics/probe/DNS listeners, timeouts,
+//! * Admin/probe/DNS listeners, timeouts,
 //!   inbound listener metadata (tags), HealthCheck, CircuitBreaker, ...
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +82,7 @@ use crate::names;
 use crate::policy::routes::{self, Destination, LoadBalancer, SkippedOutbound};
 use crate::policy::{self, http, permissions};
 use crate::tls::{self, MeshTls, ProxyIdentity};
+use crate::transparent::{self, ServiceVips, Vips};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
 /// Every xDS type a sidecar snapshot holds.
@@ -300,7 +307,15 @@ pub struct MeshContext<'a> {
     pub tls: Option<&'a MeshTls>,
     /// The proxy's own certificate, when the mesh enables mTLS.
     pub identity: Option<&'a ProxyIdentity>,
+    /// The mesh's services with a virtual IP (Config `kuma-{mesh}-dns-vips`):
+    /// transparent-proxy Dataplanes get an outbound on each ([`crate::transparent`]).
+    pub vips: &'a Vips,
+    /// `dnsServer.serviceVipEnabled` / `serviceVipPort`.
+    pub service_vips: ServiceVips,
 }
+
+/// No VIPs.
+static NO_VIPS: Vips = Vips::new();
 
 impl<'a> MeshContext<'a> {
     /// A context with no policies.
@@ -311,6 +326,8 @@ impl<'a> MeshContext<'a> {
             policies: &[],
             tls: None,
             identity: None,
+            vips: &NO_VIPS,
+            service_vips: ServiceVips::default(),
         }
     }
 }
@@ -413,6 +430,7 @@ pub fn generate_indexed(
     let proxy_tags = policy::proxy_tags(networking);
     let mut skipped = Vec::new();
     let mut outbound_listeners = BTreeSet::new();
+    let redirect = transparent::redirect(networking);
 
     let mut listeners = BTreeMap::new();
     let mut clusters = BTreeMap::new();
@@ -453,6 +471,9 @@ pub fn generate_indexed(
             tcp_proxy(&names::stat_prefix(&cluster_name), &[(&cluster_name, 1)])
         };
         let mut listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
+        if redirect.is_some() {
+            transparent::unbind(&mut listener);
+        }
         if let Some(mtls) = &mtls {
             tls::secure_inbound(&mut listener, &mesh.meta.name, mtls.mode);
             // After the TLS chains exist: RBAC goes first in every one of them.
@@ -464,6 +485,8 @@ pub fn generate_indexed(
         insert_listener(&mut listeners, listener, name, &field)?;
     }
 
+    // The explicit outbounds, then (transparent proxying) one per service VIP.
+    let mut planned = Vec::new();
     for (index, outbound) in networking.outbound.iter().enumerate() {
         let field = format!("networking.outbound[{index}]");
         let service =
@@ -476,6 +499,17 @@ pub fn generate_indexed(
                 })?;
         let port = valid_port(name, &format!("{field}.port"), outbound.port)?;
         let ip = non_empty_or(&outbound.address, LOCALHOST);
+        planned.push((field, service.clone(), ip.to_owned(), port));
+    }
+    if redirect.is_some() {
+        for vip in transparent::vip_outbounds(networking, context.vips, context.service_vips) {
+            let field = format!("VIP {} of {:?}", vip.address, vip.service);
+            planned.push((field, vip.service, vip.address.to_string(), vip.port));
+        }
+    }
+
+    for (field, service, ip, port) in planned {
+        let (service, ip) = (&service, ip.as_str());
         let listener_name = names::outbound_listener(ip, port);
         // A clash is an error even when an outbound is skipped.
         if listeners.contains_key(&listener_name)
@@ -548,8 +582,20 @@ pub fn generate_indexed(
                 &http::weights(&route.destinations),
             )
         };
-        let listener = listener(&listener_name, ip, port, TrafficDirection::Outbound, filter);
+        let mut listener = listener(&listener_name, ip, port, TrafficDirection::Outbound, filter);
+        if redirect.is_some() {
+            transparent::unbind(&mut listener);
+        }
         insert_listener(&mut listeners, listener, name, &field)?;
+    }
+
+    if let Some(redirect) = redirect {
+        for listener in transparent::passthrough_listeners(redirect) {
+            insert_listener(&mut listeners, listener, name, "networking.transparentProxying")?;
+        }
+        for cluster in transparent::passthrough_clusters() {
+            clusters.insert(cluster.name.clone(), cluster);
+        }
     }
 
     if let Some(endpoint) = crate::metrics::prometheus_endpoint(mesh, proxy)? {
@@ -708,7 +754,7 @@ fn common_protocol<'a>(instances: impl IntoIterator<Item = &'a Instance>) -> Pro
     }
 }
 
-fn socket_address(ip: &str, port: u32) -> Address {
+pub(crate) fn socket_address(ip: &str, port: u32) -> Address {
     Address {
         address: Some(AddressKind::SocketAddress(SocketAddress {
             address: ip.to_string(),
@@ -718,7 +764,7 @@ fn socket_address(ip: &str, port: u32) -> Address {
     }
 }
 
-fn listener(
+pub(crate) fn listener(
     name: &str,
     ip: &str,
     port: u32,
@@ -739,7 +785,7 @@ fn listener(
 
 /// To `clusters` (name, weight): the cluster itself when alone, else
 /// weighted (weights ignored for a single cluster).
-fn tcp_proxy(stat_prefix: &str, clusters: &[(&str, u32)]) -> Filter {
+pub(crate) fn tcp_proxy(stat_prefix: &str, clusters: &[(&str, u32)]) -> Filter {
     let specifier = match clusters {
         [(cluster, _)] => tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string()),
         _ => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
