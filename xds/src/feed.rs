@@ -686,6 +686,115 @@ mod tests {
         task.await.expect("feed task");
     }
 
+    /// The listener names of `node`'s snapshot.
+    fn listener_names(cache: &SnapshotCache, node: &str) -> Vec<String> {
+        cache.get(node).map_or_else(Vec::new, |snapshot| {
+            snapshot
+                .resources()
+                .listeners
+                .iter()
+                .map(|l| l.name.clone())
+                .collect()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_changed_vip_config_regenerates_the_mesh() {
+        use model::mesh_pb::dataplane::networking::TransparentProxying;
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        store
+            .create(
+                Resource::new("", "default", Spec::Mesh(Mesh::default())),
+                None,
+            )
+            .await
+            .expect("store write");
+        store.create(route_all(), None).await.expect("store write");
+        let mut web = dataplane("web-1", "10.0.0.1", "web", None);
+        if let Spec::Dataplane(spec) = &mut web.spec
+            && let Some(networking) = spec.networking.as_mut()
+        {
+            networking.transparent_proxying = Some(TransparentProxying {
+                redirect_port_inbound: 15006,
+                redirect_port_outbound: 15001,
+                ..Default::default()
+            });
+        }
+        store.create(web, None).await.expect("store write");
+        store
+            .create(dataplane("backend-1", "10.0.0.2", "backend", None), None)
+            .await
+            .expect("store write");
+        let config = |text: &str| {
+            Resource::new(
+                "",
+                "kuma-default-dns-vips",
+                Spec::Config(model::system_pb::Config {
+                    config: text.to_owned(),
+                }),
+            )
+        };
+        store
+            .create(config(r#"{"0:backend":{"address":"240.0.0.0"}}"#), None)
+            .await
+            .expect("store write");
+
+        let cache = SnapshotCache::new();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store.clone(), cache.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        let has = |cache: &SnapshotCache, listener: &str| {
+            listener_names(cache, "default.web-1").contains(&listener.to_owned())
+        };
+        eventually("the VIP outbound", || has(&cache, "outbound:240.0.0.0:80")).await;
+        assert!(has(&cache, "outbound:passthrough:ipv4"));
+
+        // The allocator (or a user) rewrites the Config: the listener follows.
+        let key = ResourceKey::global(ResourceType::Config, "kuma-default-dns-vips");
+        let mut stored = store.get(&key).await.expect("config");
+        stored.spec =
+            config(r#"{"0:backend":{"address":"240.0.0.5"},"0:web":{"address":"240.0.0.6"}}"#).spec;
+        store.update(stored).await.expect("store write");
+        eventually("the moved VIP outbound", || {
+            has(&cache, "outbound:240.0.0.5:80")
+                && has(&cache, "outbound:240.0.0.6:80")
+                && !has(&cache, "outbound:240.0.0.0:80")
+        })
+        .await;
+
+        // A Config that cannot be parsed changes nothing; another mesh's
+        // change shows the feed went past it.
+        let mut stored = store.get(&key).await.expect("config");
+        stored.spec = config("not json").spec;
+        store.update(stored).await.expect("store write");
+        store
+            .create(
+                Resource::new("", "elsewhere", Spec::Mesh(Mesh::default())),
+                None,
+            )
+            .await
+            .expect("store write");
+        let mut other = dataplane("other-1", "10.0.0.9", "other", None);
+        other.meta.mesh = "elsewhere".into();
+        store.create(other, None).await.expect("store write");
+        eventually("the other mesh's snapshot", || {
+            cache.get("elsewhere.other-1").is_some()
+        })
+        .await;
+        assert!(has(&cache, "outbound:240.0.0.5:80"), "VIPs lost");
+
+        // The plain (non transparent) proxy never gets VIP outbounds.
+        assert!(
+            !listener_names(&cache, "default.backend-1")
+                .iter()
+                .any(|l| l.starts_with("outbound:240."))
+        );
+
+        stop_tx.send(()).expect("feed running");
+        task.await.expect("feed task");
+    }
+
     /// A mesh with a builtin CA whose workload certificates live `expiration`.
     async fn mtls_mesh(store: &dyn ResourceStore, expiration: &str) {
         use model::mesh_pb::certificate_authority_backend::{DpCert, dp_cert::Rotation};

@@ -591,7 +591,12 @@ pub fn generate_indexed(
 
     if let Some(redirect) = redirect {
         for listener in transparent::passthrough_listeners(redirect) {
-            insert_listener(&mut listeners, listener, name, "networking.transparentProxying")?;
+            insert_listener(
+                &mut listeners,
+                listener,
+                name,
+                "networking.transparentProxying",
+            )?;
         }
         for cluster in transparent::passthrough_clusters() {
             clusters.insert(cluster.name.clone(), cluster);
@@ -1291,6 +1296,91 @@ mod tests {
             filters(&out, 1),
             [TCP_PROXY_FILTER],
             "outbounds get no RBAC"
+        );
+    }
+
+    #[test]
+    fn vip_outbounds_only_for_transparent_proxies_and_only_when_enabled() {
+        use model::mesh_pb::dataplane::networking::TransparentProxying;
+        let vips: Vips = [
+            ("backend".to_owned(), "240.0.0.0".parse().unwrap()),
+            ("web".to_owned(), "240.0.0.1".parse().unwrap()),
+        ]
+        .into();
+        let plain = dataplane(
+            "web-1",
+            "10.0.0.1",
+            vec![inbound(80, "web", None)],
+            vec![outbound(10001, "backend")],
+        );
+        let mut tp = plain.clone();
+        if let Spec::Dataplane(spec) = &mut tp.spec {
+            let networking = spec.networking.as_mut().unwrap();
+            networking.outbound.clear();
+            networking.transparent_proxying = Some(TransparentProxying {
+                redirect_port_inbound: 15006,
+                redirect_port_outbound: 15001,
+                ..Default::default()
+            });
+        }
+        let policies = [route_all()];
+        let mesh = mesh();
+        let listeners = |proxy: &Resource, service_vips: ServiceVips| -> Vec<(String, bool)> {
+            let mut context = MeshContext::new(&mesh, &[]);
+            context.policies = &policies;
+            context.vips = &vips;
+            context.service_vips = service_vips;
+            generate(proxy, &context)
+                .unwrap()
+                .listeners
+                .into_iter()
+                .map(|l| (l.name, l.bind_to_port.is_none_or(|b| b.value)))
+                .collect()
+        };
+        let owned = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+            list.iter().map(|(n, b)| ((*n).to_owned(), *b)).collect()
+        };
+
+        // Without transparent proxying the VIPs change nothing.
+        assert_eq!(
+            listeners(&plain, ServiceVips::default()),
+            owned(&[
+                ("inbound:10.0.0.1:80", true),
+                ("outbound:127.0.0.1:10001", true)
+            ])
+        );
+        // With it: one outbound per VIP (its own service included), the
+        // passthrough listeners, and only those bind.
+        assert_eq!(
+            listeners(
+                &tp,
+                ServiceVips {
+                    enabled: true,
+                    port: 8000
+                }
+            ),
+            owned(&[
+                ("inbound:10.0.0.1:80", false),
+                ("inbound:passthrough:ipv4", true),
+                ("outbound:240.0.0.0:8000", false),
+                ("outbound:240.0.0.1:8000", false),
+                ("outbound:passthrough:ipv4", true),
+            ])
+        );
+        // dnsServer.serviceVipEnabled: false: no VIP outbound.
+        assert_eq!(
+            listeners(
+                &tp,
+                ServiceVips {
+                    enabled: false,
+                    port: 80
+                }
+            ),
+            owned(&[
+                ("inbound:10.0.0.1:80", false),
+                ("inbound:passthrough:ipv4", true),
+                ("outbound:passthrough:ipv4", true),
+            ])
         );
     }
 

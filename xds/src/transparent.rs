@@ -89,7 +89,11 @@ pub struct VipOutbound {
 }
 
 /// The VIP outbounds of a transparent-proxy Dataplane, in service-name order.
-pub fn vip_outbounds(networking: &Networking, vips: &Vips, settings: ServiceVips) -> Vec<VipOutbound> {
+pub fn vip_outbounds(
+    networking: &Networking,
+    vips: &Vips,
+    settings: ServiceVips,
+) -> Vec<VipOutbound> {
     if !settings.enabled {
         return Vec::new();
     }
@@ -143,7 +147,9 @@ pub fn passthrough_clusters() -> [Cluster; 2] {
             seconds: CONNECT_TIMEOUT_SECONDS,
             nanos: 0,
         }),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+            DiscoveryType::OriginalDst as i32,
+        )),
         lb_policy: LbPolicy::ClusterProvided as i32,
         ..Default::default()
     };
