@@ -340,7 +340,16 @@ async fn start_dataplane_servers(
     let require_token = config.dp_server.dp_proxy_auth == crate::config::DpProxyAuthType::DpToken;
 
     let cache = xds::ads::SnapshotCache::new();
-    let feed = xds::feed::run(store.clone(), cache.clone(), stopped(stop.clone()));
+    let service_vips = xds::ServiceVips {
+        enabled: config.dns_server.service_vip_enabled,
+        port: config.dns_server.service_vip_port,
+    };
+    let feed = xds::feed::run_with(
+        store.clone(),
+        cache.clone(),
+        service_vips,
+        stopped(stop.clone()),
+    );
     servers.spawn(async move {
         feed.await;
         Ok(())

@@ -20,6 +20,12 @@
 //! be read (e.g. its secrets have not arrived yet) is logged and its proxies
 //! keep the snapshots they have (those of deleted Dataplanes are removed)
 //! until the next change.
+//!
+//! VIPs: the mesh's service VIPs are read from the Config `kuma-{mesh}-dns-vips`
+//! (written by the zone's `dns` allocator; parsed by [`dns::vips::decode`]) and
+//! a change of that Config regenerates the mesh, so transparent-proxy
+//! Dataplanes get their VIP outbounds ([`crate::transparent`]). A Config that
+//! cannot be parsed is logged and the VIPs last read for the mesh are kept.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -27,11 +33,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use model::{Resource, ResourceKey, ResourceType};
+use model::{Resource, ResourceKey, ResourceType, Spec};
 use store::{ListQuery, ResourceStore, StoreError};
 use tracing::{debug, warn};
 
 use crate::ads::SnapshotCache;
+use crate::transparent::{ServiceVips, Vips};
 use crate::{MeshContext, MeshIndex, MeshTls, ProxyIdentity, generate_indexed};
 
 /// The policy types generation reads (the mesh's resources of these types
@@ -43,18 +50,30 @@ pub const POLICY_TYPES: &[ResourceType] =
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Runs until `stop` resolves: keeps `cache` equal to what [`generate()`]
-/// gives for every Dataplane in `store`.
+/// gives for every Dataplane in `store` (VIP outbounds on port 80).
 pub async fn run(
     store: Arc<dyn ResourceStore>,
     cache: SnapshotCache,
     stop: impl Future<Output = ()>,
 ) {
+    run_with(store, cache, ServiceVips::default(), stop).await;
+}
+
+/// [`run`] with `dnsServer.serviceVipEnabled` / `serviceVipPort`.
+pub async fn run_with(
+    store: Arc<dyn ResourceStore>,
+    cache: SnapshotCache,
+    service_vips: ServiceVips,
+    stop: impl Future<Output = ()>,
+) {
     let mut feed = Feed {
         store,
         cache,
+        service_vips,
         known: HashMap::new(),
         indexes: HashMap::new(),
         certs: HashMap::new(),
+        vips: HashMap::new(),
     };
     tokio::pin!(stop);
     tokio::select! {
@@ -66,6 +85,9 @@ pub async fn run(
 struct Feed {
     store: Arc<dyn ResourceStore>,
     cache: SnapshotCache,
+    service_vips: ServiceVips,
+    /// Per mesh, the VIPs last read from its Config.
+    vips: HashMap<String, Vips>,
     /// Per mesh, the Dataplane names that have a snapshot in the cache.
     known: HashMap<String, BTreeSet<String>>,
     /// Per node id, the workload certificate last issued.
@@ -136,6 +158,10 @@ impl Feed {
                     // A Secret may be the mesh's CA.
                     ResourceType::Dataplane | ResourceType::Secret => event.mesh,
                     kind if POLICY_TYPES.contains(&kind) => event.mesh,
+                    ResourceType::Config => match dns::vips::mesh_of_config(&event.name) {
+                        Some(mesh) => mesh.to_owned(),
+                        None => continue,
+                    },
                     _ => continue,
                 };
                 if let Err(e) = self.regenerate_mesh(&mesh).await {
@@ -193,6 +219,29 @@ impl Feed {
             // them so the timer does not fire again at once.
             self.certs.retain(|_, c| c.mesh != mesh || c.renew_at > now);
             self.regenerate_mesh(&mesh).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the VIPs of `mesh` from its Config into `self.vips` (none when
+    /// there is no Config; the last good ones when it cannot be parsed).
+    async fn read_vips(&mut self, mesh: &str) -> Result<(), StoreError> {
+        let name = dns::vips::config_name(mesh);
+        let key = ResourceKey::global(ResourceType::Config, name.clone());
+        let text = match self.store.get_stored(&key).await? {
+            Some(stored) => match stored.resource.spec {
+                Spec::Config(config) => config.config,
+                _ => String::new(),
+            },
+            None => String::new(),
+        };
+        match dns::vips::decode(&name, &text) {
+            Ok(vips) => {
+                self.vips.insert(mesh.to_owned(), vips);
+            }
+            Err(e) => {
+                warn!(mesh, error = %e, "VIPs: the Config cannot be read; the VIPs last read are kept");
+            }
         }
         Ok(())
     }
@@ -283,10 +332,16 @@ impl Feed {
                     let query = ListQuery::in_mesh(*kind, mesh_name);
                     policies.extend(self.store.list(&query).await?.items);
                 }
+                self.read_vips(mesh_name).await?;
                 (Some(stored.resource), dataplanes, policies)
             }
-            None => (None, Vec::new(), Vec::new()),
+            None => {
+                self.vips.remove(mesh_name);
+                (None, Vec::new(), Vec::new())
+            }
         };
+        let no_vips = Vips::new();
+        let vips = self.vips.get(mesh_name).cloned().unwrap_or(no_vips);
         let certs = match &mesh {
             Some(mesh) => match self.mesh_tls(mesh).await {
                 Ok(certs) => certs,
@@ -346,6 +401,8 @@ impl Feed {
                 context.policies = &policies;
                 context.tls = certs.as_ref().map(|c| &c.tls);
                 context.identity = identity.as_ref();
+                context.vips = &vips;
+                context.service_vips = self.service_vips;
                 match generate_indexed(proxy, &context, index) {
                     Ok(resources) => {
                         let skipped = resources.skipped.clone();
@@ -638,6 +695,115 @@ mod tests {
             rbac_policies(&cache, "default.backend-1") == Some(vec!["allow-web".to_string()])
         })
         .await;
+
+        stop_tx.send(()).expect("feed running");
+        task.await.expect("feed task");
+    }
+
+    /// The listener names of `node`'s snapshot.
+    fn listener_names(cache: &SnapshotCache, node: &str) -> Vec<String> {
+        cache.get(node).map_or_else(Vec::new, |snapshot| {
+            snapshot
+                .resources()
+                .listeners
+                .iter()
+                .map(|l| l.name.clone())
+                .collect()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_changed_vip_config_regenerates_the_mesh() {
+        use model::mesh_pb::dataplane::networking::TransparentProxying;
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        store
+            .create(
+                Resource::new("", "default", Spec::Mesh(Mesh::default())),
+                None,
+            )
+            .await
+            .expect("store write");
+        store.create(route_all(), None).await.expect("store write");
+        let mut web = dataplane("web-1", "10.0.0.1", "web", None);
+        if let Spec::Dataplane(spec) = &mut web.spec
+            && let Some(networking) = spec.networking.as_mut()
+        {
+            networking.transparent_proxying = Some(TransparentProxying {
+                redirect_port_inbound: 15006,
+                redirect_port_outbound: 15001,
+                ..Default::default()
+            });
+        }
+        store.create(web, None).await.expect("store write");
+        store
+            .create(dataplane("backend-1", "10.0.0.2", "backend", None), None)
+            .await
+            .expect("store write");
+        let config = |text: &str| {
+            Resource::new(
+                "",
+                "kuma-default-dns-vips",
+                Spec::Config(model::system_pb::Config {
+                    config: text.to_owned(),
+                }),
+            )
+        };
+        store
+            .create(config(r#"{"0:backend":{"address":"240.0.0.0"}}"#), None)
+            .await
+            .expect("store write");
+
+        let cache = SnapshotCache::new();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store.clone(), cache.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        let has = |cache: &SnapshotCache, listener: &str| {
+            listener_names(cache, "default.web-1").contains(&listener.to_owned())
+        };
+        eventually("the VIP outbound", || has(&cache, "outbound:240.0.0.0:80")).await;
+        assert!(has(&cache, "outbound:passthrough:ipv4"));
+
+        // The allocator (or a user) rewrites the Config: the listener follows.
+        let key = ResourceKey::global(ResourceType::Config, "kuma-default-dns-vips");
+        let mut stored = store.get(&key).await.expect("config");
+        stored.spec =
+            config(r#"{"0:backend":{"address":"240.0.0.5"},"0:web":{"address":"240.0.0.6"}}"#).spec;
+        store.update(stored).await.expect("store write");
+        eventually("the moved VIP outbound", || {
+            has(&cache, "outbound:240.0.0.5:80")
+                && has(&cache, "outbound:240.0.0.6:80")
+                && !has(&cache, "outbound:240.0.0.0:80")
+        })
+        .await;
+
+        // A Config that cannot be parsed changes nothing; another mesh's
+        // change shows the feed went past it.
+        let mut stored = store.get(&key).await.expect("config");
+        stored.spec = config("not json").spec;
+        store.update(stored).await.expect("store write");
+        store
+            .create(
+                Resource::new("", "elsewhere", Spec::Mesh(Mesh::default())),
+                None,
+            )
+            .await
+            .expect("store write");
+        let mut other = dataplane("other-1", "10.0.0.9", "other", None);
+        other.meta.mesh = "elsewhere".into();
+        store.create(other, None).await.expect("store write");
+        eventually("the other mesh's snapshot", || {
+            cache.get("elsewhere.other-1").is_some()
+        })
+        .await;
+        assert!(has(&cache, "outbound:240.0.0.5:80"), "VIPs lost");
+
+        // The plain (non transparent) proxy never gets VIP outbounds.
+        assert!(
+            !listener_names(&cache, "default.backend-1")
+                .iter()
+                .any(|l| l.starts_with("outbound:240."))
+        );
 
         stop_tx.send(()).expect("feed running");
         task.await.expect("feed task");

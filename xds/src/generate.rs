@@ -32,9 +32,15 @@
 //! * When the mesh enables a prometheus metrics backend, the listener
 //!   `kuma:metrics:prometheus` ([`crate::metrics`]).
 //!
+//! * Transparent proxying (`networking.transparentProxying` with both
+//!   redirect ports): the passthrough listeners and clusters, an outbound on
+//!   every service VIP of [`MeshContext::vips`], routed like the explicit
+//!   ones, and `bind_to_port: false` on every inbound and outbound listener
+//!   ([`crate::transparent`]).
+//!
 //! TODO (later slices of issue 5, each its own module):
 //! * Locality grouping by `kuma.io/zone`.
-//! * Transparent proxying, admin/metrics/probe/DNS listeners, timeouts,
+//! * Admin/probe/DNS listeners, timeouts,
 //!   inbound listener metadata (tags), HealthCheck, CircuitBreaker, ...
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +82,7 @@ use crate::names;
 use crate::policy::routes::{self, Destination, LoadBalancer, SkippedOutbound};
 use crate::policy::{self, http, permissions};
 use crate::tls::{self, MeshTls, ProxyIdentity};
+use crate::transparent::{self, ServiceVips, Vips};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
 /// Every xDS type a sidecar snapshot holds.
@@ -308,7 +315,15 @@ pub struct MeshContext<'a> {
     pub tls: Option<&'a MeshTls>,
     /// The proxy's own certificate, when the mesh enables mTLS.
     pub identity: Option<&'a ProxyIdentity>,
+    /// The mesh's services with a virtual IP (Config `kuma-{mesh}-dns-vips`):
+    /// transparent-proxy Dataplanes get an outbound on each ([`crate::transparent`]).
+    pub vips: &'a Vips,
+    /// `dnsServer.serviceVipEnabled` / `serviceVipPort`.
+    pub service_vips: ServiceVips,
 }
+
+/// No VIPs.
+static NO_VIPS: Vips = Vips::new();
 
 impl<'a> MeshContext<'a> {
     /// A context with no policies.
@@ -319,6 +334,8 @@ impl<'a> MeshContext<'a> {
             policies: &[],
             tls: None,
             identity: None,
+            vips: &NO_VIPS,
+            service_vips: ServiceVips::default(),
         }
     }
 }
@@ -445,6 +462,7 @@ pub fn generate_indexed(
     let proxy_tags = policy::proxy_tags(networking);
     let mut skipped = Vec::new();
     let mut outbound_listeners = BTreeSet::new();
+    let redirect = transparent::redirect(networking);
 
     let mut listeners = BTreeMap::new();
     let mut clusters = BTreeMap::new();
@@ -485,6 +503,9 @@ pub fn generate_indexed(
             tcp_proxy(&names::stat_prefix(&cluster_name), &[(&cluster_name, 1)])
         };
         let mut listener = listener(&listener_name, ip, port, TrafficDirection::Inbound, filter);
+        if redirect.is_some() {
+            transparent::unbind(&mut listener);
+        }
         if let Some(mtls) = &mtls {
             tls::secure_inbound(&mut listener, &mesh.meta.name, mtls.mode);
             // After the TLS chains exist: RBAC goes first in every one of them.
@@ -496,6 +517,8 @@ pub fn generate_indexed(
         insert_listener(&mut listeners, listener, name, &field)?;
     }
 
+    // The explicit outbounds, then (transparent proxying) one per service VIP.
+    let mut planned = Vec::new();
     for (index, outbound) in networking.outbound.iter().enumerate() {
         let field = format!("networking.outbound[{index}]");
         let service =
@@ -508,6 +531,17 @@ pub fn generate_indexed(
                 })?;
         let port = valid_port(name, &format!("{field}.port"), outbound.port)?;
         let ip = non_empty_or(&outbound.address, LOCALHOST);
+        planned.push((field, service.clone(), ip.to_owned(), port));
+    }
+    if redirect.is_some() {
+        for vip in transparent::vip_outbounds(networking, context.vips, context.service_vips) {
+            let field = format!("VIP {} of {:?}", vip.address, vip.service);
+            planned.push((field, vip.service, vip.address.to_string(), vip.port));
+        }
+    }
+
+    for (field, service, ip, port) in planned {
+        let (service, ip) = (&service, ip.as_str());
         let listener_name = names::outbound_listener(ip, port);
         // A clash is an error even when an outbound is skipped.
         if listeners.contains_key(&listener_name)
@@ -580,8 +614,25 @@ pub fn generate_indexed(
                 &http::weights(&route.destinations),
             )
         };
-        let listener = listener(&listener_name, ip, port, TrafficDirection::Outbound, filter);
+        let mut listener = listener(&listener_name, ip, port, TrafficDirection::Outbound, filter);
+        if redirect.is_some() {
+            transparent::unbind(&mut listener);
+        }
         insert_listener(&mut listeners, listener, name, &field)?;
+    }
+
+    if let Some(redirect) = redirect {
+        for listener in transparent::passthrough_listeners(redirect) {
+            insert_listener(
+                &mut listeners,
+                listener,
+                name,
+                "networking.transparentProxying",
+            )?;
+        }
+        for cluster in transparent::passthrough_clusters() {
+            clusters.insert(cluster.name.clone(), cluster);
+        }
     }
 
     if let Some(endpoint) = crate::metrics::prometheus_endpoint(mesh, proxy)? {
@@ -740,7 +791,7 @@ fn common_protocol<'a>(instances: impl IntoIterator<Item = &'a Instance>) -> Pro
     }
 }
 
-fn socket_address(ip: &str, port: u32) -> Address {
+pub(crate) fn socket_address(ip: &str, port: u32) -> Address {
     Address {
         address: Some(AddressKind::SocketAddress(SocketAddress {
             address: ip.to_string(),
@@ -750,7 +801,7 @@ fn socket_address(ip: &str, port: u32) -> Address {
     }
 }
 
-fn listener(
+pub(crate) fn listener(
     name: &str,
     ip: &str,
     port: u32,
@@ -771,7 +822,7 @@ fn listener(
 
 /// To `clusters` (name, weight): the cluster itself when alone, else
 /// weighted (weights ignored for a single cluster).
-fn tcp_proxy(stat_prefix: &str, clusters: &[(&str, u32)]) -> Filter {
+pub(crate) fn tcp_proxy(stat_prefix: &str, clusters: &[(&str, u32)]) -> Filter {
     let specifier = match clusters {
         [(cluster, _)] => tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string()),
         _ => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
@@ -1277,6 +1328,91 @@ mod tests {
             filters(&out, 1),
             [TCP_PROXY_FILTER],
             "outbounds get no RBAC"
+        );
+    }
+
+    #[test]
+    fn vip_outbounds_only_for_transparent_proxies_and_only_when_enabled() {
+        use model::mesh_pb::dataplane::networking::TransparentProxying;
+        let vips: Vips = [
+            ("backend".to_owned(), "240.0.0.0".parse().unwrap()),
+            ("web".to_owned(), "240.0.0.1".parse().unwrap()),
+        ]
+        .into();
+        let plain = dataplane(
+            "web-1",
+            "10.0.0.1",
+            vec![inbound(80, "web", None)],
+            vec![outbound(10001, "backend")],
+        );
+        let mut tp = plain.clone();
+        if let Spec::Dataplane(spec) = &mut tp.spec {
+            let networking = spec.networking.as_mut().unwrap();
+            networking.outbound.clear();
+            networking.transparent_proxying = Some(TransparentProxying {
+                redirect_port_inbound: 15006,
+                redirect_port_outbound: 15001,
+                ..Default::default()
+            });
+        }
+        let policies = [route_all()];
+        let mesh = mesh();
+        let listeners = |proxy: &Resource, service_vips: ServiceVips| -> Vec<(String, bool)> {
+            let mut context = MeshContext::new(&mesh, &[]);
+            context.policies = &policies;
+            context.vips = &vips;
+            context.service_vips = service_vips;
+            generate(proxy, &context)
+                .unwrap()
+                .listeners
+                .into_iter()
+                .map(|l| (l.name, l.bind_to_port.is_none_or(|b| b.value)))
+                .collect()
+        };
+        let owned = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+            list.iter().map(|(n, b)| ((*n).to_owned(), *b)).collect()
+        };
+
+        // Without transparent proxying the VIPs change nothing.
+        assert_eq!(
+            listeners(&plain, ServiceVips::default()),
+            owned(&[
+                ("inbound:10.0.0.1:80", true),
+                ("outbound:127.0.0.1:10001", true)
+            ])
+        );
+        // With it: one outbound per VIP (its own service included), the
+        // passthrough listeners, and only those bind.
+        assert_eq!(
+            listeners(
+                &tp,
+                ServiceVips {
+                    enabled: true,
+                    port: 8000
+                }
+            ),
+            owned(&[
+                ("inbound:10.0.0.1:80", false),
+                ("inbound:passthrough:ipv4", true),
+                ("outbound:240.0.0.0:8000", false),
+                ("outbound:240.0.0.1:8000", false),
+                ("outbound:passthrough:ipv4", true),
+            ])
+        );
+        // dnsServer.serviceVipEnabled: false: no VIP outbound.
+        assert_eq!(
+            listeners(
+                &tp,
+                ServiceVips {
+                    enabled: false,
+                    port: 80
+                }
+            ),
+            owned(&[
+                ("inbound:10.0.0.1:80", false),
+                ("inbound:passthrough:ipv4", true),
+                ("outbound:passthrough:ipv4", true),
+            ])
         );
     }
 

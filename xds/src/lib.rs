@@ -11,6 +11,8 @@
 //!   balancers they turn into.
 //! * [`tls`]: mesh mTLS in the generated config: the inbound and outbound
 //!   TLS transport sockets and the SDS secrets (certificates are input).
+//! * [`transparent`]: transparent proxying: the passthrough listeners and
+//!   clusters, and the outbounds on the mesh's service VIPs.
 //! * [`render`]: proto3 JSON/YAML of those messages (golden tests, Envoy
 //!   bootstraps, inspect output), through an embedded descriptor set of the
 //!   Envoy protos.
@@ -36,6 +38,7 @@ pub mod names;
 pub mod policy;
 pub mod render;
 pub mod tls;
+pub mod transparent;
 
 pub use generate::{
     CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EnvoyResources, GenerateError, LISTENER_TYPE_URL,
@@ -43,3 +46,4 @@ pub use generate::{
 };
 pub use policy::routes::{RouteError, SkippedOutbound};
 pub use tls::{MeshTls, ProxyIdentity, SECRET_TYPE_URL};
+pub use transparent::{ServiceVips, Vips};

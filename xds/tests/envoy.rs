@@ -203,3 +203,24 @@ fn envoy_refuses_a_broken_secret() {
 fn envoy_accepts_metrics_prometheus() {
     validate("metrics_prometheus");
 }
+
+#[test]
+fn envoy_accepts_transparent_proxy_vips() {
+    let resources = common::generate_case("transparent_proxy_vips");
+    let names: Vec<&str> = resources
+        .listeners
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "inbound:10.0.0.1:18080",
+            "inbound:passthrough:ipv4",
+            "outbound:240.0.0.0:80",
+            "outbound:240.0.0.1:80",
+            "outbound:passthrough:ipv4",
+        ]
+    );
+    validate("transparent_proxy_vips");
+}

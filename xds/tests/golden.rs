@@ -73,6 +73,11 @@ fn golden_http_rules() {
 }
 
 #[test]
+fn golden_transparent_proxy_vips() {
+    check("transparent_proxy_vips");
+}
+
+#[test]
 fn golden_mtls_strict() {
     check("mtls_strict");
 }

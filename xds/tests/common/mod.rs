@@ -2,7 +2,8 @@
 //! holds a Mesh, Dataplanes and policies in kumactl YAML; the first Dataplane
 //! is the proxy, every other resource is one of the mesh's policies. When the Mesh
 //! enables mTLS, the proxy's certificate and the CA are the fixed test ones in
-//! `testdata/mtls_identity.{pem,key}` and `testdata/mtls_ca.pem`.
+//! `testdata/mtls_identity.{pem,key}` and `testdata/mtls_ca.pem`. A Config
+//! `kuma-{mesh}-dns-vips` holds the mesh's VIPs.
 
 use std::path::PathBuf;
 
@@ -31,14 +32,29 @@ pub fn generate_case(case: &str) -> EnvoyResources {
         .collect();
     let policies: Vec<Resource> = resources
         .iter()
-        .filter(|r| !matches!(r.kind(), ResourceType::Mesh | ResourceType::Dataplane))
+        .filter(|r| {
+            !matches!(
+                r.kind(),
+                ResourceType::Mesh | ResourceType::Dataplane | ResourceType::Config
+            )
+        })
         .cloned()
         .collect();
+    let vips_config = dns::vips::config_name(&mesh.meta.name);
+    let vips = match resources.iter().find(|r| r.meta.name == vips_config) {
+        Some(Resource {
+            spec: model::Spec::Config(config),
+            ..
+        }) => dns::vips::decode(&vips_config, &config.config)
+            .unwrap_or_else(|e| panic!("{case}: {e}")),
+        _ => xds::Vips::new(),
+    };
     let (tls, identity) = test_certificates();
     let mut context = xds::MeshContext::new(mesh, &dataplanes);
     context.policies = &policies;
     context.tls = Some(&tls);
     context.identity = Some(&identity);
+    context.vips = &vips;
     xds::generate(proxy, &context).unwrap_or_else(|e| panic!("{case}: {e}"))
 }
 
