@@ -162,7 +162,8 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting dnsmasq");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_answers(dnsmasq_port);
+    wait_answers(ours_port);
 
     println!(
         "{services} names, {} queries in the file, {seconds} s per throughput run, latency at {fixed_qps} queries/s",
@@ -186,6 +187,36 @@ fn main() {
     let _ = dnsmasq.kill();
     let _ = dnsmasq.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `svc-0.mesh A` to `port` until a reply comes back; panics after 10 s.
+fn wait_answers(port: u16) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    // Header (id 0x4b52, recursion desired, one question), then svc-0.mesh IN A.
+    let mut query = vec![0x4b, 0x52, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["svc-0", "mesh"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut reply = [0u8; 512];
+    loop {
+        let _ = socket.send_to(&query, (Ipv4Addr::LOCALHOST, port));
+        if socket
+            .recv(&mut reply)
+            .is_ok_and(|n| n >= 2 && reply[..2] == query[..2])
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing answers DNS on 127.0.0.1:{port}"
+        );
+    }
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

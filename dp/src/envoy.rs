@@ -631,7 +631,9 @@ mod tests {
         let cancel = shutdown.clone();
         let ready_path = ready.clone();
         tokio::spawn(async move {
-            while !ready_path.exists() {
+            // Polled with a deadline; on timeout the test below fails on what it asserts.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !ready_path.exists() && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             cancel.cancel();

@@ -256,11 +256,8 @@ async fn bench(n: usize) {
         .wait_for(|s| s.targets() == n)
         .await
         .expect("the feed publishes every dataplane");
-    let state = mads::MadsState::new(
-        rx.clone(),
-        Duration::from_secs(30),
-        mads::MadsMetrics::default(),
-    );
+    let metrics = mads::MadsMetrics::default();
+    let state = mads::MadsState::new(rx.clone(), Duration::from_secs(30), metrics.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(mads::serve(
@@ -283,8 +280,15 @@ async fn bench(n: usize) {
             .await
         };
         let commit = async {
-            // Let the fetch reach the server and start waiting.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The fetch reached the server and waits for a change.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while metrics.watches() < 1 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the long-poll never started waiting"
+                );
+                tokio::task::yield_now().await;
+            }
             let started = Instant::now();
             store.create(dataplane(n + i), None).await.unwrap();
             started

@@ -88,6 +88,11 @@ impl MadsMetrics {
         WatchGuard(self.watches.clone())
     }
 
+    /// Fetches waiting for a change right now.
+    pub fn watches(&self) -> i64 {
+        self.watches.get()
+    }
+
     pub fn set_targets(&self, targets: usize) {
         self.targets.set(i64::try_from(targets).unwrap_or(i64::MAX));
     }

@@ -14,15 +14,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod envoy_cli;
+mod envoy_run;
 
-use envoy_cli::*;
-
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use envoy_run::{Envoy, bootstrap, free_port, get, http_server};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
 use xds::ads::{AdsServer, ConnectInfo, NodeId, SnapshotCache, StreamEvents, StreamId};
@@ -30,53 +27,6 @@ use xds::ads::{AdsServer, ConnectInfo, NodeId, SnapshotCache, StreamEvents, Stre
 const NODE: &str = "default.web-1";
 const BODY: &str = "hello from the ads_envoy test server";
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Envoy, killed when dropped.
-struct Envoy(Child);
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free TCP port on 127.0.0.1 (bound then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Answers every connection with `200 OK` and [`BODY`].
-async fn http_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut read = Vec::new();
-                // Read the request head, then answer and close.
-                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => read.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
-                    BODY.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    port
-}
 
 /// The ADS server on `port` (0: a free one), serving `cache` and reporting
 /// to `events`; its port and its task.
@@ -154,59 +104,6 @@ networking:
     .unwrap()
 }
 
-fn bootstrap(ads_port: u16, admin_port: u16, api_type: &str) -> serde_json::Value {
-    json!({
-        "node": { "id": NODE, "cluster": "web" },
-        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin_port } } },
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": api_type,
-                "transport_api_version": "V3",
-                "set_node_on_first_message_only": true,
-                "grpc_services": [ { "envoy_grpc": { "cluster_name": "ads_cluster" } } ]
-            },
-            "cds_config": { "ads": {}, "resource_api_version": "V3" },
-            "lds_config": { "ads": {}, "resource_api_version": "V3" }
-        },
-        "static_resources": {
-            "clusters": [ {
-                "name": "ads_cluster",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": { "http2_protocol_options": {} }
-                    }
-                },
-                "load_assignment": {
-                    "cluster_name": "ads_cluster",
-                    "endpoints": [ { "lb_endpoints": [ { "endpoint": { "address": {
-                        "socket_address": { "address": "127.0.0.1", "port_value": ads_port }
-                    } } } ] } ]
-                }
-            } ]
-        }
-    })
-}
-
-/// One plain HTTP/1.1 GET; the whole response, or why not.
-async fn get(port: u16) -> Result<String, String> {
-    let mut socket = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| e.to_string())?;
-    socket
-        .write_all(b"GET / HTTP/1.1\r\nhost: web\r\nconnection: close\r\n\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    socket
-        .read_to_string(&mut response)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(response)
-}
-
 /// A TCP relay from a free port to `target`; sending on the returned
 /// channel cuts every connection relayed so far (Envoy then redials).
 async fn relay(target: u16) -> (u16, tokio::sync::watch::Sender<u32>) {
@@ -231,37 +128,12 @@ async fn relay(target: u16) -> (u16, tokio::sync::watch::Sender<u32>) {
     (port, cut)
 }
 
-/// Starts Envoy on `bootstrap`; killed when the result drops.
-fn start_envoy(dir: &std::path::Path, bootstrap: &serde_json::Value, base_id: u32) -> Envoy {
-    let envoy_binary = envoy_binary();
-    let config = dir.join("bootstrap.json");
-    std::fs::write(&config, bootstrap.to_string()).unwrap();
-    let log = dir.join("envoy.log");
-    let child = Command::new(&envoy_binary)
-        .arg("-c")
-        .arg(&config)
-        .args(["--base-id", &base_id.to_string()])
-        .args(["--log-level", "info", "--log-path"])
-        .arg(&log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {envoy_binary}: {e}"));
-    Envoy(child)
-}
-
 /// Waits until a GET through Envoy's inbound on `port` reaches the server.
-async fn wait_for_200(envoy: &mut Envoy, port: u16, log: &std::path::Path) {
+async fn wait_for_200(envoy: &mut Envoy, port: u16) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        if let Ok(Some(status)) = envoy.0.try_wait() {
-            panic!(
-                "Envoy exited ({status}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        let last = match get(port).await {
+        envoy.assert_running();
+        let last = match get(port, &[]).await {
             Ok(response) if response.starts_with("HTTP/1.1 200") && response.contains(BODY) => {
                 assert!(response.contains("server: envoy"), "{response}");
                 return;
@@ -272,7 +144,7 @@ async fn wait_for_200(envoy: &mut Envoy, port: u16, log: &std::path::Path) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no 200 through Envoy on {port}; last: {last}\n--- envoy log ---\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
+            envoy.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -297,25 +169,20 @@ async fn wait_events(
 
 #[tokio::test]
 async fn envoy_serves_an_inbound_configured_over_ads() {
-    let app_port = http_server().await;
+    let app_port = http_server(BODY).await;
     let inbound_port = free_port();
     let cache = SnapshotCache::new();
     cache.set(NODE, web_resources(inbound_port, app_port));
     let (ads_port, _server) = ads_server(cache, Arc::new(xds::ads::NoEvents), 0).await;
 
     let admin_port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let mut envoy = start_envoy(
-        dir.path(),
-        &bootstrap(ads_port, admin_port, "GRPC"),
-        u32::from(admin_port) + 100_000,
-    );
-    wait_for_200(&mut envoy, inbound_port, &dir.path().join("envoy.log")).await;
+    let mut envoy = Envoy::launch(&bootstrap(NODE, ads_port, admin_port, "GRPC"), admin_port);
+    wait_for_200(&mut envoy, inbound_port).await;
 }
 
 #[tokio::test]
 async fn envoy_over_delta_ads_is_served_and_a_reconnect_gets_nothing_it_has() {
-    let app_port = http_server().await;
+    let app_port = http_server(BODY).await;
     let inbound_port = free_port();
     let cache = SnapshotCache::new();
     let resources = web_resources(inbound_port, app_port);
@@ -325,14 +192,11 @@ async fn envoy_over_delta_ads_is_served_and_a_reconnect_gets_nothing_it_has() {
     let (ads_port, cut) = relay(server_port).await;
 
     let admin_port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("envoy.log");
-    let mut envoy = start_envoy(
-        dir.path(),
-        &bootstrap(ads_port, admin_port, "DELTA_GRPC"),
-        u32::from(admin_port) + 100_000,
+    let mut envoy = Envoy::launch(
+        &bootstrap(NODE, ads_port, admin_port, "DELTA_GRPC"),
+        admin_port,
     );
-    wait_for_200(&mut envoy, inbound_port, &log).await;
+    wait_for_200(&mut envoy, inbound_port).await;
     let first_stream = recorder.events()[0].0;
     wait_events(&recorder, "Listener ACKed on the first stream", |events| {
         events.contains(&(first_stream, "acked Listener".to_owned()))
@@ -376,7 +240,7 @@ async fn envoy_over_delta_ads_is_served_and_a_reconnect_gets_nothing_it_has() {
         |events| events.contains(&(second_stream, "acked Listener".to_owned())),
     )
     .await;
-    wait_for_200(&mut envoy, extra_port, &log).await;
+    wait_for_200(&mut envoy, extra_port).await;
     let on_second: Vec<String> = recorder
         .events()
         .into_iter()

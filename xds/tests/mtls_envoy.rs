@@ -15,159 +15,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod envoy_cli;
+mod envoy_run;
 
-use envoy_cli::*;
-
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use envoy_run::{Envoy, ads_server, free_port, get, get_path, http_server};
 use store::ResourceStore;
 use store::memory::MemoryStore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::wrappers::TcpListenerStream;
-use xds::ads::{AdsServer, SnapshotCache};
+use xds::ads::SnapshotCache;
 
 const BODY: &str = "hello from the mtls_envoy test server";
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Envoy, killed when dropped.
-struct Envoy {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Envoy {
-    fn start(dir: &Path, node: &str, ads_port: u16, admin_port: u16) -> Envoy {
-        let envoy_binary = envoy_binary();
-        let config = dir.join(format!("{node}.json"));
-        std::fs::write(&config, bootstrap(node, ads_port, admin_port).to_string()).unwrap();
-        let log = dir.join(format!("{node}.log"));
-        let child = Command::new(&envoy_binary)
-            .arg("-c")
-            .arg(&config)
-            .args(["--base-id", &(u32::from(admin_port) + 100_000).to_string()])
-            .args(["--log-level", "info", "--log-path"])
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {envoy_binary}: {e}"));
-        Envoy { child, log }
-    }
-
-    /// Panics with the log if Envoy exited.
-    fn check_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("Envoy exited ({status}):\n{}", self.log_text());
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// A free TCP port on 127.0.0.1 (bound then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Answers every connection with `200 OK` and [`BODY`].
-async fn http_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut read = Vec::new();
-                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => read.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
-                    BODY.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    port
-}
-
-fn bootstrap(node: &str, ads_port: u16, admin_port: u16) -> serde_json::Value {
-    json!({
-        "node": { "id": node, "cluster": node },
-        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin_port } } },
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": "GRPC",
-                "transport_api_version": "V3",
-                "set_node_on_first_message_only": true,
-                "grpc_services": [ { "envoy_grpc": { "cluster_name": "ads_cluster" } } ]
-            },
-            "cds_config": { "ads": {}, "resource_api_version": "V3" },
-            "lds_config": { "ads": {}, "resource_api_version": "V3" }
-        },
-        "static_resources": {
-            "clusters": [ {
-                "name": "ads_cluster",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": { "http2_protocol_options": {} }
-                    }
-                },
-                "load_assignment": {
-                    "cluster_name": "ads_cluster",
-                    "endpoints": [ { "lb_endpoints": [ { "endpoint": { "address": {
-                        "socket_address": { "address": "127.0.0.1", "port_value": ads_port }
-                    } } } ] } ]
-                }
-            } ]
-        }
-    })
-}
-
-/// One plain HTTP/1.1 GET of `path`; the whole response, or why not.
-async fn get(port: u16, path: &str) -> Result<String, String> {
-    let mut socket = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.1\r\nhost: backend\r\nconnection: close\r\n\r\n");
-    socket
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), socket.read_to_string(&mut response))
-        .await
-        .map_err(|_| "no answer within 5 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    Ok(response)
-}
 
 /// The mesh (builtin mTLS in `mode`, with its CA secrets) and both dataplanes.
 async fn seed(
@@ -261,7 +120,7 @@ async fn a_permissive_inbound_also_takes_plaintext() {
 }
 
 async fn two_sidecars(mode: &str) {
-    let app_port = http_server().await;
+    let app_port = http_server(BODY).await;
     let (web_in, web_out, backend_in) = (free_port(), free_port(), free_port());
     let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
     seed(store.as_ref(), mode, web_in, web_out, backend_in, app_port).await;
@@ -272,24 +131,15 @@ async fn two_sidecars(mode: &str) {
         cache.clone(),
         std::future::pending(),
     ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ads_port = listener.local_addr().unwrap().port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AdsServer::new(cache).into_service())
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let backend_admin = free_port();
-    let mut web = Envoy::start(dir.path(), "default.web-1", ads_port, free_port());
-    let mut backend = Envoy::start(dir.path(), "default.backend-1", ads_port, backend_admin);
+    let ads_port = ads_server(cache).await;
+    let mut web = Envoy::on_ads("default.web-1", ads_port);
+    let mut backend = Envoy::on_ads("default.backend-1", ads_port);
 
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        web.check_running();
-        backend.check_running();
-        let last = match get(web_out, "/").await {
+        web.assert_running();
+        backend.assert_running();
+        let last = match get(web_out, &[]).await {
             Ok(response) if response.starts_with("HTTP/1.1 200") && response.contains(BODY) => {
                 break;
             }
@@ -299,16 +149,16 @@ async fn two_sidecars(mode: &str) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no 200 through web's outbound {web_out}; last: {last}\n--- web ---\n{}\n--- backend ---\n{}",
-            web.log_text(),
-            backend.log_text()
+            web.log(),
+            backend.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let certs = get(backend_admin, "/certs").await.unwrap();
+    let certs = get_path(backend.admin_port, "/certs", &[]).await.unwrap();
     assert!(certs.contains("spiffe://default/backend"), "{certs}");
 
-    let plaintext = get(backend_in, "/").await;
+    let plaintext = get(backend_in, &[]).await;
     if mode == "PERMISSIVE" {
         let response = plaintext.unwrap();
         assert!(response.contains(BODY), "plaintext refused: {response}");

@@ -1,6 +1,7 @@
 //! Real Envoy configured over our ADS server, for tests that send traffic
-//! through it: the Envoy process (killed when dropped), the ADS server, tiny
-//! HTTP servers with a known body, and a plain HTTP/1.1 GET.
+//! through it: the Envoy process (killed when dropped) and its minimal ADS
+//! bootstrap, the ADS server, tiny HTTP servers with a known body, and a plain
+//! HTTP/1.1 GET.
 
 // Each test file uses what it needs.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -20,18 +21,30 @@ use crate::envoy_cli::envoy_binary;
 pub struct Envoy {
     child: Child,
     log: PathBuf,
+    /// Envoy's admin port.
+    pub admin_port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Envoy {
     /// Starts Envoy as node `node`, configured over ADS from `cache`.
     pub async fn start(node: &str, cache: SnapshotCache) -> Envoy {
-        let envoy_binary = envoy_binary();
-        let ads_port = ads_server(cache).await;
+        Envoy::on_ads(node, ads_server(cache).await)
+    }
+
+    /// Starts Envoy as node `node` on the (state of the world) ADS server at
+    /// `ads_port`.
+    pub fn on_ads(node: &str, ads_port: u16) -> Envoy {
         let admin_port = free_port();
+        Envoy::launch(&bootstrap(node, ads_port, admin_port, "GRPC"), admin_port)
+    }
+
+    /// Starts Envoy on `bootstrap`, whose admin listens on `admin_port`.
+    pub fn launch(bootstrap: &serde_json::Value, admin_port: u16) -> Envoy {
+        let envoy_binary = envoy_binary();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("bootstrap.json");
-        std::fs::write(&config, bootstrap(node, ads_port, admin_port).to_string()).unwrap();
+        std::fs::write(&config, bootstrap.to_string()).unwrap();
         let log = dir.path().join("envoy.log");
         let child = Command::new(&envoy_binary)
             .arg("-c")
@@ -47,6 +60,7 @@ impl Envoy {
         Envoy {
             child,
             log,
+            admin_port,
             _dir: dir,
         }
     }
@@ -109,7 +123,7 @@ pub async fn http_server(body: &'static str) -> u16 {
 }
 
 /// The ADS server on a free port, serving `cache`.
-async fn ads_server(cache: SnapshotCache) -> u16 {
+pub async fn ads_server(cache: SnapshotCache) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(
@@ -120,13 +134,15 @@ async fn ads_server(cache: SnapshotCache) -> u16 {
     port
 }
 
-fn bootstrap(node: &str, ads_port: u16, admin_port: u16) -> serde_json::Value {
+/// A minimal bootstrap: node `node`, ADS (`api_type` `GRPC` or
+/// `DELTA_GRPC`) on 127.0.0.1:`ads_port` over HTTP/2, admin on `admin_port`.
+pub fn bootstrap(node: &str, ads_port: u16, admin_port: u16, api_type: &str) -> serde_json::Value {
     json!({
         "node": { "id": node, "cluster": "test" },
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin_port } } },
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": api_type,
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": true,
                 "grpc_services": [ { "envoy_grpc": { "cluster_name": "ads_cluster" } } ]
@@ -160,10 +176,15 @@ fn bootstrap(node: &str, ads_port: u16, admin_port: u16) -> serde_json::Value {
 /// `headers` lines: the whole response (empty when the connection was
 /// closed without one), or the connection error.
 pub async fn get(port: u16, headers: &[&str]) -> Result<String, String> {
+    get_path(port, "/", headers).await
+}
+
+/// [`get`] of `path`; no answer within 5 s is an error.
+pub async fn get_path(port: u16, path: &str, headers: &[&str]) -> Result<String, String> {
     let mut socket = TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| e.to_string())?;
-    let mut request = String::from("GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
+    let mut request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
     for header in headers {
         request.push_str(header);
         request.push_str("\r\n");
@@ -175,6 +196,12 @@ pub async fn get(port: u16, headers: &[&str]) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let mut response = Vec::new();
     // A reset after the request is "closed without a response" too.
-    let _ = socket.read_to_end(&mut response).await;
+    let read = socket.read_to_end(&mut response);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .is_err()
+    {
+        return Err("no answer within 5 s".to_string());
+    }
     Ok(String::from_utf8_lossy(&response).into_owned())
 }
