@@ -12,50 +12,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::dp::{envoy_binary, get_body, http_server};
 use support::{Federation, eventually, free_port};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const ZONE: &str = "zone-1";
-const BODY: &str = "hello from the envoy e2e test server";
-
-fn envoy_binary() -> String {
-    std::env::var("ENVOY_BINARY").unwrap_or_else(|_| {
-        panic!(
-            "ENVOY_BINARY is not set: run `cargo xtask test`, or `export ENVOY_BINARY=$(cargo xtask envoy | tail -1)`"
-        )
-    })
-}
-
-/// An HTTP/1.1 server answering every request with 200 and [`BODY`]; returns its port.
-async fn http_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the test HTTP server");
-    let port = listener.local_addr().expect("local address").port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut read = Vec::new();
-                // Read the request head (no body expected on GET).
-                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => read.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
-                    BODY.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    port
-}
 
 /// Envoy, killed on drop.
 struct Envoy {
@@ -195,25 +155,10 @@ networking:
         dir.path().join("envoy.log"),
     );
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .expect("HTTP client");
-    let url = format!("http://127.0.0.1:{inbound_port}/");
     eventually(
         Duration::from_secs(60),
         "a 200 from the test server through Envoy's inbound listener",
-        async || {
-            let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let text = response.text().await.map_err(|e| e.to_string())?;
-            if status == 200 && text == BODY {
-                Ok(())
-            } else {
-                Err(format!("{status}: {text}"))
-            }
-        },
+        async || get_body(inbound_port).await,
     )
     .await;
     drop(envoy);
@@ -297,25 +242,10 @@ networking:
         dir.path().join("envoy.log"),
     );
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .expect("HTTP client");
-    let url = format!("http://127.0.0.1:{inbound_port}/");
     eventually(
         Duration::from_secs(60),
         "a 200 through Envoy configured over delta ADS",
-        async || {
-            let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let text = response.text().await.map_err(|e| e.to_string())?;
-            if status == 200 && text == BODY {
-                Ok(())
-            } else {
-                Err(format!("{status}: {text}"))
-            }
-        },
+        async || get_body(inbound_port).await,
     )
     .await;
     eventually(

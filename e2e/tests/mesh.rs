@@ -66,6 +66,19 @@ networking:
     yaml
 }
 
+/// `kuma-dp` for [`dataplane`] `name` of the default mesh in front of the application on
+/// `app_port`.
+fn sidecar(
+    zone: &Federation,
+    name: &str,
+    app_port: u16,
+    tags: &[(&str, &str)],
+    outbounds: &[(u16, &str)],
+) -> Sidecar {
+    let yaml = dataplane(name, free_port(), app_port, tags, outbounds);
+    Sidecar::start(zone, ZONE, name, "default", &yaml)
+}
+
 async fn zone() -> Federation {
     // Fail before starting anything when Envoy is missing.
     let _ = envoy_binary();
@@ -124,40 +137,28 @@ struct Pair {
 
 async fn pair(zone: &Federation) -> Pair {
     let backend_app = apps::http("backend-1").await;
-    let backend = Sidecar::start(
+    let backend = sidecar(
         zone,
-        ZONE,
         "backend-1",
-        "default",
-        &dataplane(
-            "backend-1",
-            free_port(),
-            backend_app,
-            &[
-                ("kuma.io/service", "backend"),
-                ("kuma.io/protocol", "http"),
-                ("version", "v1"),
-            ],
-            &[],
-        ),
+        backend_app,
+        &[
+            ("kuma.io/service", "backend"),
+            ("kuma.io/protocol", "http"),
+            ("version", "v1"),
+        ],
+        &[],
     );
     let frontend_app = apps::http("frontend-1").await;
     let outbound = free_port();
-    let frontend = Sidecar::start(
+    let frontend = sidecar(
         zone,
-        ZONE,
         "frontend-1",
-        "default",
-        &dataplane(
-            "frontend-1",
-            free_port(),
-            frontend_app,
-            &[
-                ("kuma.io/service", "frontend"),
-                ("kuma.io/protocol", "http"),
-            ],
-            &[(outbound, "backend")],
-        ),
+        frontend_app,
+        &[
+            ("kuma.io/service", "frontend"),
+            ("kuma.io/protocol", "http"),
+        ],
+        &[(outbound, "backend")],
     );
     backend.wait_live().await;
     frontend.wait_live().await;
@@ -236,18 +237,12 @@ async fn e2e_mesh_mtls_and_traffic_permissions() {
     // A client of another service is refused.
     let other_app = apps::http("other-1").await;
     let other_outbound = free_port();
-    let other = Sidecar::start(
+    let other = sidecar(
         &zone,
-        ZONE,
         "other-1",
-        "default",
-        &dataplane(
-            "other-1",
-            free_port(),
-            other_app,
-            &[("kuma.io/service", "other"), ("kuma.io/protocol", "http")],
-            &[(other_outbound, "backend")],
-        ),
+        other_app,
+        &[("kuma.io/service", "other"), ("kuma.io/protocol", "http")],
+        &[(other_outbound, "backend")],
     );
     other.wait_live().await;
     wait_refused(&http, other_outbound, "other -> backend refused").await;
@@ -267,41 +262,29 @@ async fn e2e_mesh_traffic_route_splits_80_20() {
     for version in ["v1", "v2"] {
         let name = format!("backend-{version}");
         let app = apps::http(&name).await;
-        sidecars.push(Sidecar::start(
+        sidecars.push(sidecar(
             &zone,
-            ZONE,
             &name,
-            "default",
-            &dataplane(
-                &name,
-                free_port(),
-                app,
-                &[
-                    ("kuma.io/service", "backend"),
-                    ("kuma.io/protocol", "http"),
-                    ("version", version),
-                ],
-                &[],
-            ),
+            app,
+            &[
+                ("kuma.io/service", "backend"),
+                ("kuma.io/protocol", "http"),
+                ("version", version),
+            ],
+            &[],
         ));
     }
     let frontend_app = apps::http("frontend-1").await;
     let outbound = free_port();
-    let frontend = Sidecar::start(
+    let frontend = sidecar(
         &zone,
-        ZONE,
         "frontend-1",
-        "default",
-        &dataplane(
-            "frontend-1",
-            free_port(),
-            frontend_app,
-            &[
-                ("kuma.io/service", "frontend"),
-                ("kuma.io/protocol", "http"),
-            ],
-            &[(outbound, "backend")],
-        ),
+        frontend_app,
+        &[
+            ("kuma.io/service", "frontend"),
+            ("kuma.io/protocol", "http"),
+        ],
+        &[(outbound, "backend")],
     );
     for sidecar in &sidecars {
         sidecar.wait_live().await;
@@ -379,47 +362,29 @@ conf:
 async fn e2e_mesh_tcp_and_grpc_services() {
     let zone = zone().await;
     let echo_app = apps::tcp_echo("echo-1").await;
-    let echo = Sidecar::start(
+    let echo = sidecar(
         &zone,
-        ZONE,
         "echo-1",
-        "default",
-        &dataplane(
-            "echo-1",
-            free_port(),
-            echo_app,
-            &[("kuma.io/service", "echo"), ("kuma.io/protocol", "tcp")],
-            &[],
-        ),
+        echo_app,
+        &[("kuma.io/service", "echo"), ("kuma.io/protocol", "tcp")],
+        &[],
     );
     let grpc_app = apps::grpc("pinger-1").await;
-    let pinger = Sidecar::start(
+    let pinger = sidecar(
         &zone,
-        ZONE,
         "pinger-1",
-        "default",
-        &dataplane(
-            "pinger-1",
-            free_port(),
-            grpc_app,
-            &[("kuma.io/service", "pinger"), ("kuma.io/protocol", "grpc")],
-            &[],
-        ),
+        grpc_app,
+        &[("kuma.io/service", "pinger"), ("kuma.io/protocol", "grpc")],
+        &[],
     );
     let client_app = apps::http("client-1").await;
     let (echo_out, grpc_out) = (free_port(), free_port());
-    let client = Sidecar::start(
+    let client = sidecar(
         &zone,
-        ZONE,
         "client-1",
-        "default",
-        &dataplane(
-            "client-1",
-            free_port(),
-            client_app,
-            &[("kuma.io/service", "client"), ("kuma.io/protocol", "http")],
-            &[(echo_out, "echo"), (grpc_out, "pinger")],
-        ),
+        client_app,
+        &[("kuma.io/service", "client"), ("kuma.io/protocol", "http")],
+        &[(echo_out, "echo"), (grpc_out, "pinger")],
     );
     for sidecar in [&echo, &pinger, &client] {
         sidecar.wait_live().await;

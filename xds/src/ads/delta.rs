@@ -213,43 +213,11 @@ impl DeltaState {
 mod tests {
     use std::collections::HashMap;
 
-    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-    use envoy_types::pb::envoy::config::listener::v3::Listener;
     use envoy_types::pb::google::rpc::Status;
 
     use super::*;
-    use crate::EnvoyResources;
+    use crate::ads::test_util::snapshot;
     use crate::generate::LISTENER_TYPE_URL;
-
-    fn snapshot(clusters: &[&str], listeners: &[&str]) -> Snapshot {
-        Snapshot::new(EnvoyResources {
-            clusters: clusters
-                .iter()
-                .map(|name| Cluster {
-                    name: (*name).to_owned(),
-                    ..Default::default()
-                })
-                .collect(),
-            load_assignments: clusters
-                .iter()
-                .map(|name| {
-                    std::sync::Arc::new(ClusterLoadAssignment {
-                        cluster_name: (*name).to_owned(),
-                        ..Default::default()
-                    })
-                })
-                .collect(),
-            listeners: listeners
-                .iter()
-                .map(|name| Listener {
-                    name: (*name).to_owned(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        })
-    }
 
     fn subscribe(type_url: &str, names: &[&str]) -> DeltaDiscoveryRequest {
         DeltaDiscoveryRequest {

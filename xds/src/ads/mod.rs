@@ -587,3 +587,44 @@ mod tests {
         ));
     }
 }
+
+/// Snapshots for the state machines' tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+
+    use super::Snapshot;
+    use crate::EnvoyResources;
+
+    /// A snapshot of empty clusters (each with its load assignment) and listeners.
+    pub(crate) fn snapshot(clusters: &[&str], listeners: &[&str]) -> Snapshot {
+        Snapshot::new(EnvoyResources {
+            clusters: clusters
+                .iter()
+                .map(|name| Cluster {
+                    name: (*name).to_owned(),
+                    ..Default::default()
+                })
+                .collect(),
+            load_assignments: clusters
+                .iter()
+                .map(|name| {
+                    std::sync::Arc::new(ClusterLoadAssignment {
+                        cluster_name: (*name).to_owned(),
+                        ..Default::default()
+                    })
+                })
+                .collect(),
+            listeners: listeners
+                .iter()
+                .map(|name| Listener {
+                    name: (*name).to_owned(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+}

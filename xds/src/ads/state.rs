@@ -159,33 +159,13 @@ impl StreamState {
 
 #[cfg(test)]
 mod tests {
-    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::google::rpc::Status;
 
     use super::*;
     use crate::EnvoyResources;
 
     fn snapshot(clusters: &[&str]) -> Snapshot {
-        Snapshot::new(EnvoyResources {
-            clusters: clusters
-                .iter()
-                .map(|name| Cluster {
-                    name: (*name).to_owned(),
-                    ..Default::default()
-                })
-                .collect(),
-            load_assignments: clusters
-                .iter()
-                .map(|name| {
-                    std::sync::Arc::new(ClusterLoadAssignment {
-                        cluster_name: (*name).to_owned(),
-                        ..Default::default()
-                    })
-                })
-                .collect(),
-            ..Default::default()
-        })
+        crate::ads::test_util::snapshot(clusters, &[])
     }
 
     fn request(type_url: &str, version: &str, nonce: &str, names: &[&str]) -> DiscoveryRequest {
