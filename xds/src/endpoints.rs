@@ -308,3 +308,129 @@ pub fn lb_metadata(tags: &BTreeMap<String, String>) -> Option<Metadata> {
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use model::mesh_pb::ZoneIngress;
+    use model::mesh_pb::zone_ingress::{AvailableService, Networking};
+    use model::test_util::dataplane;
+
+    use super::*;
+
+    fn ingress(name: &str, zone: &str, address: &str, services: &[(&str, &str, u32)]) -> Resource {
+        Resource::new(
+            "",
+            name,
+            Spec::ZoneIngress(ZoneIngress {
+                zone: zone.into(),
+                networking: Some(Networking {
+                    address: "10.0.0.1".into(),
+                    port: 10001,
+                    advertised_address: address.into(),
+                    advertised_port: 10001,
+                    ..Default::default()
+                }),
+                available_services: services
+                    .iter()
+                    .map(|(mesh, service, instances)| AvailableService {
+                        tags: [(tags::SERVICE.to_string(), service.to_string())].into(),
+                        instances: *instances,
+                        mesh: mesh.to_string(),
+                        external_service: false,
+                    })
+                    .collect(),
+            }),
+        )
+    }
+
+    fn remote<'a>(ingresses: &'a [Resource]) -> RemoteIngresses<'a> {
+        RemoteIngresses {
+            zone_ingresses: ingresses,
+            local_zone: "zone-1",
+        }
+    }
+
+    #[test]
+    fn remote_services_are_one_weighted_endpoint_per_ingress() {
+        let ingresses = vec![
+            ingress(
+                "zi-2",
+                "zone-2",
+                "192.0.2.2",
+                &[("default", "backend", 3), ("other", "backend", 1)],
+            ),
+            // This zone's own ingress, one received without a zone, and a hostname: skipped.
+            ingress("zi-1", "zone-1", "192.0.2.1", &[("default", "backend", 5)]),
+            ingress("zi-x", "", "192.0.2.9", &[("default", "backend", 5)]),
+            ingress(
+                "zi-h",
+                "zone-3",
+                "ingress.example.com",
+                &[("default", "backend", 5)],
+            ),
+            // A second ingress of zone-2 on the same address stands for nothing more.
+            ingress("zi-2b", "zone-2", "192.0.2.2", &[("default", "backend", 3)]),
+        ];
+        let got = remote_instances("default", remote(&ingresses));
+        assert_eq!(got.len(), 1, "{got:?}");
+        let instance = &got[0];
+        assert_eq!(
+            (instance.address.as_str(), instance.port),
+            ("192.0.2.2", 10001)
+        );
+        assert_eq!(instance.weight, 3);
+        assert_eq!(instance.remote_zone.as_deref(), Some("zone-2"));
+        assert_eq!(instance.tags[tags::ZONE], "zone-2");
+    }
+
+    #[test]
+    fn local_and_remote_instances_share_a_priority_unless_locality_aware() {
+        let dataplanes = vec![dataplane(
+            "default",
+            "backend-1",
+            "10.0.0.5",
+            &[(8080, "backend")],
+        )];
+        let ingresses = vec![ingress(
+            "zi-2",
+            "zone-2",
+            "192.0.2.2",
+            &[("default", "backend", 2)],
+        )];
+        let subset = [(tags::SERVICE.to_string(), "backend".to_string())].into();
+        for (aware, remote_priority) in [(false, 0), (true, 1)] {
+            let index =
+                EndpointIndex::build("default", &dataplanes, Some(remote(&ingresses)), aware)
+                    .unwrap();
+            let instances = index.in_subset("backend", &subset);
+            let assignment = index.load_assignment("backend", &instances);
+            assert_eq!(assignment.endpoints.len(), 2, "a locality per zone");
+            let local = &assignment.endpoints[0];
+            assert!(local.locality.is_none());
+            assert_eq!(local.priority, 0);
+            assert_eq!(
+                local.lb_endpoints[0].load_balancing_weight, None,
+                "weight 1"
+            );
+            let remote = &assignment.endpoints[1];
+            assert_eq!(remote.locality.as_ref().unwrap().zone, "zone-2");
+            assert_eq!(remote.priority, remote_priority, "locality aware: {aware}");
+            assert_eq!(
+                remote.lb_endpoints[0].load_balancing_weight,
+                Some(UInt32Value { value: 2 })
+            );
+        }
+        // Only remote instances: priority 0 even when locality aware (nothing to prefer).
+        let index = EndpointIndex::build("default", &[], Some(remote(&ingresses)), true).unwrap();
+        let instances = index.in_subset("backend", &subset);
+        assert_eq!(
+            index.load_assignment("backend", &instances).endpoints[0].priority,
+            0
+        );
+        // Without remote ingresses (a mesh without mTLS), only the local instance.
+        let index = EndpointIndex::build("default", &dataplanes, None, false).unwrap();
+        assert_eq!(index.in_subset("backend", &subset).len(), 1);
+    }
+}
