@@ -13,9 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use envoy_types::pb::envoy::config::cluster::v3::OutlierDetection;
 use envoy_types::pb::envoy::config::core::v3::{Locality, Metadata};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::google::protobuf::{Struct, UInt32Value, Value, value};
+use envoy_types::pb::google::protobuf::{Duration, Struct, UInt32Value, Value, value};
 use model::labels::tags;
 use model::mesh_pb::dataplane::networking::inbound::State;
 use model::{Resource, Spec};
@@ -280,6 +281,26 @@ pub fn load_assignment(
     ClusterLoadAssignment {
         cluster_name: name.to_string(),
         endpoints,
+        ..Default::default()
+    }
+}
+
+/// The outlier detection of a cluster with endpoints behind other zones'
+/// ingresses: an ingress that refuses connections (its zone is gone, not
+/// just its control plane) is ejected at its first failure for 5 s (longer
+/// on each repeat, at most 30 s), so the traffic goes to the other
+/// endpoints until it answers again. Failures of the application behind a
+/// live ingress are not counted here (`split_external_local_origin_errors`).
+pub fn remote_outlier_detection() -> OutlierDetection {
+    let seconds = |seconds| Duration { seconds, nanos: 0 };
+    OutlierDetection {
+        interval: Some(seconds(1)),
+        base_ejection_time: Some(seconds(5)),
+        max_ejection_time: Some(seconds(30)),
+        max_ejection_percent: Some(UInt32Value { value: 100 }),
+        split_external_local_origin_errors: true,
+        consecutive_local_origin_failure: Some(UInt32Value { value: 1 }),
+        enforcing_consecutive_local_origin_failure: Some(UInt32Value { value: 100 }),
         ..Default::default()
     }
 }
