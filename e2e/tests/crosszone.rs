@@ -223,6 +223,21 @@ async fn e2e_crosszone_call_through_the_ingress_over_mtls() {
         "{ingress_of_zone_2}"
     );
 
+    // zone-2 shows its ingress online, as kumactl prints it.
+    eventually(
+        DEADLINE,
+        "kumactl inspect zoneingresses on zone-2",
+        async || {
+            let out = fed.kumactl("zone-2", &["inspect", "zoneingresses"]);
+            let table = model::test_util::kumactl_table(out.ok());
+            match table.iter().find(|row| row["NAME"] == "ingress-zone-2") {
+                Some(row) if row["STATUS"] == "Online" => Ok(()),
+                _ => Err(out.stdout.clone()),
+            }
+        },
+    )
+    .await;
+
     // A TrafficPermission change on the global stops and restores the cross-zone call.
     fed.kumactl(
         GLOBAL,
