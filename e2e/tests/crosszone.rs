@@ -327,6 +327,36 @@ async fn e2e_crosszone_traffic_follows_instances_and_fails_over() {
         "zone-1 got {local_share:.3} of the traffic, expected 1/3 ± 0.10: {seen:?}"
     );
 
+    // Locality-aware load balancing on the mesh: zone-1's instance takes everything while it
+    // is there; switched off again, both zones answer again.
+    fed.apply(
+        GLOBAL,
+        &format!("{MESH_MTLS}routing:\n  localityAwareLoadBalancing: true\n"),
+    );
+    eventually(
+        DEADLINE,
+        "locality-aware: all traffic in zone-1",
+        async || {
+            let seen = tally(&http, outbound, 30).await;
+            if seen.get("backend-1@zone-1") == Some(&30) {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
+    .await;
+    fed.apply(GLOBAL, MESH_MTLS);
+    eventually(DEADLINE, "both zones answer again", async || {
+        let seen = tally(&http, outbound, 30).await;
+        if seen.keys().any(|k| k.ends_with("@zone-2")) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+
     // All of zone-2 goes away (control plane and ingress; the global still lists the ingress):
     // zone-1's sidecar ejects the dead ingress and keeps the traffic local.
     let mut lab = lab;
