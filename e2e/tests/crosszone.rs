@@ -46,8 +46,9 @@ const DEADLINE: Duration = Duration::from_secs(45);
 /// A global with zone-1 and zone-2 (inline dataplanes deregistered 1 s after they leave),
 /// builtin mTLS on the default mesh, and an ingress in each zone.
 struct Lab {
-    federation: Federation,
+    // Dropped in this order: the proxies before the control planes and their temp dir.
     ingresses: BTreeMap<String, Sidecar>,
+    federation: Federation,
 }
 
 impl Lab {
@@ -77,8 +78,8 @@ impl Lab {
             ingress.wait_live().await;
         }
         Lab {
-            federation,
             ingresses,
+            federation,
         }
     }
 
@@ -178,7 +179,7 @@ async fn tally(http: &reqwest::Client, port: u16, count: usize) -> BTreeMap<Stri
 
 #[tokio::test(flavor = "multi_thread")]
 async fn e2e_crosszone_call_through_the_ingress_over_mtls() {
-    let lab = Lab::start().await;
+    let mut lab = Lab::start().await;
     let http = http_client();
     let _backend = lab.app("zone-2", "backend-1", "backend", &[]).await;
     let (_frontend, outbound) = lab.frontend().await;
@@ -267,7 +268,6 @@ async fn e2e_crosszone_call_through_the_ingress_over_mtls() {
 
     // zone-2's control plane dies: its ingress and sidecars keep their last config, and the
     // global keeps zone-2's ingress, so the call keeps working even once zone-2 is offline.
-    let mut lab = lab;
     lab.federation.kill("zone-2");
     lab.federation.wait_offline("zone-2", DEADLINE).await;
     let seen = tally(&http, outbound, 50).await;
@@ -280,7 +280,7 @@ async fn e2e_crosszone_call_through_the_ingress_over_mtls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn e2e_crosszone_traffic_follows_instances_and_fails_over() {
-    let lab = Lab::start().await;
+    let mut lab = Lab::start().await;
     let http = http_client();
     let _local = lab.app("zone-1", "backend-1", "backend", &[]).await;
     let remote_a = lab.app("zone-2", "backend-2", "backend", &[]).await;
@@ -359,7 +359,6 @@ async fn e2e_crosszone_traffic_follows_instances_and_fails_over() {
 
     // All of zone-2 goes away (control plane and ingress; the global still lists the ingress):
     // zone-1's sidecar ejects the dead ingress and keeps the traffic local.
-    let mut lab = lab;
     lab.federation.kill("zone-2");
     drop(lab.ingresses.remove("zone-2"));
     eventually(

@@ -90,6 +90,22 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// The child processes of `pid` (from `/proc/{pid}/task/*/children`; none when it is gone).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// Sends `signal` (`TERM`, `KILL`, ...) to `pid` with kill(1).
 pub fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
@@ -206,11 +222,15 @@ impl Drop for KumaDp {
                 tail(self.stderr())
             );
         }
+        // Envoy runs in its own process group: find it before kuma-dp dies (its children),
+        // and from kuma-dp's log (an Envoy of an earlier run, or a log still there).
+        let mut envoys = children(self.child.id());
         if self.try_status().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        for pid in self.envoy_pids() {
+        envoys.extend(self.envoy_pids());
+        for pid in envoys {
             let is_envoy = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|cmdline| cmdline.contains("envoy"));
             if alive(pid) && is_envoy {
