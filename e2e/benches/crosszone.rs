@@ -31,7 +31,7 @@
 //! ```
 //!
 //! Env: `CROSSZONE_REQUESTS` (N sequential GETs per path, default 5 000, after 200 of warm-up),
-//! `CROSSZONE_CLIENTS` (C, 16), `CROSSZONE_SECONDS` (T per path, 10), `CROSSZONE_ROUNDS` (5);
+//! `CROSSZONE_CLIENTS` (C, 16), `CROSSZONE_SECONDS` (T per path, 15), `CROSSZONE_ROUNDS` (5);
 //! `CROSSZONE_LOGS=DIR` copies every control plane's and kuma-dp's log there at the end;
 //! `CROSSZONE_CP_LOG=LEVEL` runs the control planes with `KUMA_LOG_LEVEL=LEVEL` (e.g.
 //! `info,kds=debug,xds=debug,ingress=debug` to read where the time of (3) goes).
@@ -278,6 +278,9 @@ struct Reach {
     first_200: f64,
 }
 
+/// One figure of a round, in ms.
+type Figure = fn(&Reach) -> f64;
+
 /// Whether Envoy's admin `/clusters` text lists a host of `cluster`
 /// (`{cluster}::{ip}:{port}::{stat}::{value}`).
 fn has_endpoint(clusters: &str, cluster: &str) -> bool {
@@ -422,7 +425,7 @@ fn copy_logs(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<us
 async fn main() {
     let requests = env_or("CROSSZONE_REQUESTS", 5_000) as usize;
     let clients = env_or("CROSSZONE_CLIENTS", 16) as usize;
-    let seconds = env_or("CROSSZONE_SECONDS", 10);
+    let seconds = env_or("CROSSZONE_SECONDS", 15);
     let rounds = env_or("CROSSZONE_ROUNDS", 5);
     let envoy = envoy_binary();
     // Where support::binary takes them from.
@@ -619,7 +622,7 @@ async fn main() {
         new_sidecars.push(sidecar);
     }
     println!("  {:<40} {:>8} {:>8} {:>8}", "(ms)", "min", "median", "max");
-    let rows: [(&str, fn(&Reach) -> f64); 4] = [
+    let rows: [(&str, Figure); 4] = [
         ("registered in zone-2 → frontend endpoint", |r| {
             r.endpoint - r.registered
         }),
