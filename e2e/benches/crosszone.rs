@@ -572,6 +572,18 @@ async fn main() {
         );
     }
 
+    // The cross-zone path really crosses zone-2's ingress (TLS passthrough: it counts
+    // connections; Envoy writes the ':' of cluster names as '_').
+    let stat = "cluster.default_backend-remote.upstream_cx_total";
+    let counted = ingresses[1]
+        .admin(&format!("/stats?filter=^{}$", stat.replace('.', "\\.")))
+        .await
+        .unwrap_or_default();
+    println!(
+        "  zone-2's ingress: {}",
+        counted.trim().lines().next().unwrap_or("(no such stat)")
+    );
+
     println!("\n2. throughput, {clients} clients (own connection each) for {seconds} s per path");
     println!(
         "  {:<34} {:>9} {:>9} {:>7} {:>9} {:>9}",
