@@ -3,8 +3,9 @@
 //! with the real `kumactl` and plain HTTP.
 //!
 //! The binaries are taken from the target dir this test was built into
-//! (`<target>/<profile>/kuma-global`, ...): build them first with
-//! `cargo build -p global -p zone -p ctl -p dp` (`cargo xtask test` builds every binary).
+//! (`<target>/<profile>/kuma-global`, ...), or from `KUMA_E2E_BIN_DIR` when set: build them
+//! first with `cargo build -p global -p zone -p ctl -p dp` (`cargo xtask test` builds every
+//! binary).
 //!
 //! Every child is SIGKILLed when the [`Federation`] is dropped, also when the test panics; a
 //! panicking test gets the tail of every log on stderr first. Waiting is always a polled
@@ -98,13 +99,20 @@ pub async fn eventually<T>(
     }
 }
 
-/// `<target>/<profile>/<name>`, next to `<target>/<profile>/deps/<this test>`.
+/// `<target>/<profile>/<name>`, next to `<target>/<profile>/deps/<this test>`; or
+/// `$KUMA_E2E_BIN_DIR/<name>` when that is set (binaries of a given build kept aside, e.g.
+/// while a shared target dir is rebuilt from another checkout).
 fn binary(name: &str, package: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the path of the test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable lives in <target>/<profile>/deps");
+    let profile_dir = match std::env::var_os("KUMA_E2E_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("the path of the test executable");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("the test executable lives in <target>/<profile>/deps")
+                .to_path_buf()
+        }
+    };
     let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
@@ -380,14 +388,25 @@ impl Federation {
         federation
     }
 
-    /// Only the global (its store from `store_env`; SQLite when empty).
+    /// Only the global (its store from `store_env`; SQLite when empty), with the settings
+    /// that make it notice zones quickly.
     pub async fn start_global(store_env: Vec<(String, String)>) -> Federation {
+        Federation::start_global_with(store_env, GLOBAL_FAST_ENV).await
+    }
+
+    /// Only the global (its store from `store_env`; SQLite when empty) with `settings` as its
+    /// extra `KUMA_*` variables instead of the quick ones of [`Federation::start_global`]
+    /// (`&[]`: the defaults, as benchmarks want them).
+    pub async fn start_global_with(
+        store_env: Vec<(String, String)>,
+        settings: &[(&str, &str)],
+    ) -> Federation {
         let dir = tempfile::Builder::new()
             .prefix("kuma-e2e-")
             .tempdir()
             .expect("temp dir");
         let kds_port = free_port();
-        let mut env: Vec<(String, String)> = GLOBAL_FAST_ENV
+        let mut env: Vec<(String, String)> = settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();

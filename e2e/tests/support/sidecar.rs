@@ -80,6 +80,42 @@ impl Sidecar {
         )
     }
 
+    /// A zone ingress `ingress-{zone}` in `zone`, as an operator starts one: a zone token of
+    /// scope `ingress` issued by the global with kumactl, a ZoneIngress listening and
+    /// advertised on a free loopback port, and `kuma-dp run --proxy-type ingress`.
+    pub fn zone_ingress(federation: &Federation, zone: &str) -> Sidecar {
+        let name = format!("ingress-{zone}");
+        let token = federation
+            .kumactl(
+                super::GLOBAL,
+                &[
+                    "generate",
+                    "zone-token",
+                    "--zone",
+                    zone,
+                    "--scope",
+                    "ingress",
+                    "--valid-for",
+                    "1h",
+                ],
+            )
+            .ok()
+            .trim()
+            .to_string();
+        let port = free_port();
+        let yaml = format!(
+            "type: ZoneIngress
+name: {name}
+networking:
+  address: 127.0.0.1
+  port: {port}
+  advertisedAddress: 127.0.0.1
+  advertisedPort: {port}
+"
+        );
+        Sidecar::start_ingress(federation, zone, &name, &yaml, &token)
+    }
+
     fn launch(
         federation: &Federation,
         zone: &str,
