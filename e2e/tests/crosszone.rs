@@ -72,7 +72,7 @@ impl Lab {
         federation.apply(GLOBAL, MESH_MTLS);
         let mut ingresses = BTreeMap::new();
         for zone in ["zone-1", "zone-2"] {
-            ingresses.insert(zone.to_string(), ingress(&federation, zone));
+            ingresses.insert(zone.to_string(), Sidecar::zone_ingress(&federation, zone));
         }
         for ingress in ingresses.values() {
             ingress.wait_live().await;
@@ -113,41 +113,6 @@ impl Lab {
             .await;
         (sidecar, outbound)
     }
-}
-
-/// `kuma-dp run --proxy-type ingress` in `zone`, with a zone token of scope `ingress` issued
-/// by the global, listening and advertised on a free loopback port.
-fn ingress(federation: &Federation, zone: &str) -> Sidecar {
-    let name = format!("ingress-{zone}");
-    let token = federation
-        .kumactl(
-            GLOBAL,
-            &[
-                "generate",
-                "zone-token",
-                "--zone",
-                zone,
-                "--scope",
-                "ingress",
-                "--valid-for",
-                "1h",
-            ],
-        )
-        .ok()
-        .trim()
-        .to_string();
-    let port = free_port();
-    let yaml = format!(
-        "type: ZoneIngress
-name: {name}
-networking:
-  address: 127.0.0.1
-  port: {port}
-  advertisedAddress: 127.0.0.1
-  advertisedPort: {port}
-"
-    );
-    Sidecar::start_ingress(federation, zone, &name, &yaml, &token)
 }
 
 /// The value of counter `stat` in Envoy's admin `/stats` of `proxy` (0 when absent).
@@ -384,7 +349,7 @@ async fn e2e_crosszone_traffic_follows_instances_and_fails_over() {
     // zone-2 comes back (control plane, then a new ingress): routing to it resumes.
     lab.federation.restart("zone-2").await;
     lab.federation.wait_online("zone-2", DEADLINE).await;
-    let ingress_2 = ingress(&lab.federation, "zone-2");
+    let ingress_2 = Sidecar::zone_ingress(&lab.federation, "zone-2");
     ingress_2.wait_live().await;
     eventually(DEADLINE, "traffic reaches zone-2 again", async || {
         let seen = tally(&http, outbound, 30).await;
