@@ -104,17 +104,12 @@ pub fn run(args: &LabArgs, root: &Path) -> Result<()> {
         lab.procs.stop_all(|line| println!("  {line}"));
     }
     drop(lock);
-    match result {
-        Err(_) if interrupted => {
-            println!("lab stopped");
-            Ok(())
-        }
-        Err(error) => Err(error.context("the lab failed (see above)")),
-        Ok(()) => {
-            println!("lab stopped");
-            Ok(())
-        }
+    if result.is_err() && !interrupted {
+        // The error and the log tails were printed above.
+        bail!("the lab failed (see above)");
     }
+    println!("lab stopped");
+    Ok(())
 }
 
 /// The binaries the lab runs.
@@ -371,6 +366,18 @@ impl Lab {
         let names: Vec<String> = (1..=ZONES).map(Lab::zone_name).collect();
         let label = format!("starting {}", names.join(", "));
         let kds = format!("grpcs://127.0.0.1:{}", self.ports.global(Port::Kds));
+        let global_api = self.ports.global(Port::Api);
+        // A kept store remembers earlier connections: only a new one counts as Online.
+        let earlier: Vec<Vec<String>> = names
+            .iter()
+            .map(|name| {
+                subscription_ids(
+                    global_api,
+                    &format!("/zones/{name}/_overview"),
+                    "zoneInsight",
+                )
+            })
+            .collect();
         progress(&label, "ready", || {
             for zone in 1..=ZONES {
                 let name = Lab::zone_name(zone);
@@ -424,13 +431,12 @@ impl Lab {
             let name = Lab::zone_name(zone);
             self.configure_kumactl(&name, self.ports.zone(zone, Port::Api))?;
         }
-        let global_api = self.ports.global(Port::Api);
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         progress(
             "waiting for the zones to be Online on the global",
             "online",
             || {
-                for name in &names {
+                for (name, earlier) in names.iter().zip(&earlier) {
                     wait(
                         &mut self.procs,
                         &refs,
@@ -439,7 +445,7 @@ impl Lab {
                         || {
                             let overview =
                                 http::get_json(global_api, &format!("/zones/{name}/_overview"))?;
-                            if !insight_online(&overview, "zoneInsight") {
+                            if !insight_online(&overview, "zoneInsight", earlier) {
                                 bail!("{name} is Offline");
                             }
                             Ok(())
@@ -586,10 +592,12 @@ impl Lab {
                 (Port::IngressAdmin.label(), admin),
             ];
             progress(&format!("starting {name} in zone-{zone}"), "online", || {
-                self.start_dp(zone, &name, "ingress", &yaml, &token, admin, ports)?;
                 let api = self.ports.zone(zone, Port::Api);
                 let path = format!("/zoneingresses/{name}/_overview");
-                self.wait_proxy(&name, admin, api, &path, "zoneIngressInsight")
+                let insight = "zoneIngressInsight";
+                let earlier = subscription_ids(api, &path, insight);
+                self.start_dp(zone, &name, "ingress", &yaml, &token, admin, ports)?;
+                self.wait_proxy(&name, admin, api, &path, insight, &earlier)
             })?;
         }
         Ok(())
@@ -646,10 +654,12 @@ impl Lab {
                 )?;
                 let token_file = self.token_path(&name, "dataplane");
                 write_secret(&token_file, token.trim())?;
-                self.start_dp(zone, &name, "dataplane", &yaml, &token_file, admin, ports)?;
                 let api = self.ports.zone(zone, Port::Api);
                 let path = format!("/meshes/{MESH}/dataplanes/{name}/_overview");
-                self.wait_proxy(&name, admin, api, &path, "dataplaneInsight")
+                let insight = "dataplaneInsight";
+                let earlier = subscription_ids(api, &path, insight);
+                self.start_dp(zone, &name, "dataplane", &yaml, &token_file, admin, ports)?;
+                self.wait_proxy(&name, admin, api, &path, insight, &earlier)
             })?;
         }
         Ok(())
@@ -704,7 +714,7 @@ impl Lab {
     }
 
     /// Waits until the Envoy of `name` is LIVE and the zone (API `api`, overview `path`)
-    /// shows it Online.
+    /// shows it Online with a subscription not among `earlier`.
     fn wait_proxy(
         &mut self,
         name: &str,
@@ -712,6 +722,7 @@ impl Lab {
         api: u16,
         path: &str,
         insight: &str,
+        earlier: &[String],
     ) -> Result<()> {
         wait(
             &mut self.procs,
@@ -733,7 +744,7 @@ impl Lab {
             PROXY_TIMEOUT,
             || {
                 let overview = http::get_json(api, path)?;
-                if !insight_online(&overview, insight) {
+                if !insight_online(&overview, insight, earlier) {
                     bail!("{name} is Offline");
                 }
                 Ok(())
@@ -886,7 +897,14 @@ fn progress<T>(what: &str, done: &str, step: impl FnOnce() -> Result<T>) -> Resu
             Ok(value)
         }
         Err(error) => {
-            println!("FAILED");
+            println!(
+                "{}",
+                if cmd::interrupted() {
+                    "interrupted"
+                } else {
+                    "FAILED"
+                }
+            );
             Err(error)
         }
     }
@@ -941,10 +959,30 @@ fn ready(diagnostics: u16) -> Result<()> {
     Ok(())
 }
 
+/// The ids of the subscriptions in the overview at `path` (none when there is no such
+/// resource yet).
+fn subscription_ids(api: u16, path: &str, insight: &str) -> Vec<String> {
+    http::get_json(api, path)
+        .ok()
+        .and_then(|overview| {
+            overview
+                .pointer(&format!("/{insight}/subscriptions"))
+                .and_then(Value::as_array)
+                .map(|subs| {
+                    subs.iter()
+                        .filter_map(|s| s.get("id").and_then(Value::as_str))
+                        .map(str::to_owned)
+                        .collect()
+                })
+        })
+        .unwrap_or_default()
+}
+
 /// Whether an overview (`/zones/{name}/_overview`, ...) shows its zone or proxy connected:
-/// the newest subscription of `insight` has connected and not disconnected (and a zone is
-/// not disabled).
-fn insight_online(overview: &Value, insight: &str) -> bool {
+/// the newest subscription of `insight` is not one of `earlier` (a kept store remembers old
+/// connections, whose disconnect may not have been written), has connected and has not
+/// disconnected; and a zone is not disabled.
+fn insight_online(overview: &Value, insight: &str, earlier: &[String]) -> bool {
     let enabled = overview
         .pointer("/zone/enabled")
         .and_then(Value::as_bool)
@@ -955,7 +993,10 @@ fn insight_online(overview: &Value, insight: &str) -> bool {
         .and_then(|subs| subs.last());
     enabled
         && newest.is_some_and(|s| {
-            s.get("connectTime").is_some_and(|t| !t.is_null())
+            s.get("id")
+                .and_then(Value::as_str)
+                .is_none_or(|id| !earlier.iter().any(|e| e == id))
+                && s.get("connectTime").is_some_and(|t| !t.is_null())
                 && s.get("disconnectTime").is_none_or(Value::is_null)
         })
 }
@@ -1083,29 +1124,24 @@ mod tests {
     }
 
     #[test]
-    fn online_means_the_newest_subscription_is_connected() {
-        let overview =
-            |subs: Value| serde_json::json!({"zone": {}, "zoneInsight": {"subscriptions": subs}});
-        let connected = serde_json::json!({"connectTime": "2026-01-01T00:00:00Z"});
-        let closed = serde_json::json!({"connectTime": "2026-01-01T00:00:00Z", "disconnectTime": "2026-01-01T00:01:00Z"});
-        assert!(insight_online(
-            &overview(serde_json::json!([connected])),
-            "zoneInsight"
-        ));
-        assert!(insight_online(
-            &overview(serde_json::json!([closed, connected])),
-            "zoneInsight"
-        ));
-        assert!(!insight_online(
-            &overview(serde_json::json!([connected, closed])),
-            "zoneInsight"
-        ));
-        assert!(!insight_online(
-            &overview(serde_json::json!([])),
-            "zoneInsight"
-        ));
-        assert!(!insight_online(&serde_json::json!({}), "dataplaneInsight"));
-        let disabled = serde_json::json!({"zone": {"enabled": false}, "zoneInsight": {"subscriptions": [connected]}});
-        assert!(!insight_online(&disabled, "zoneInsight"));
+    fn online_means_a_new_newest_subscription_that_is_connected() {
+        use serde_json::json;
+        let overview = |subs: Value| json!({"zone": {}, "zoneInsight": {"subscriptions": subs}});
+        let online = |overview: &Value, earlier: &[&str]| {
+            let earlier: Vec<String> = earlier.iter().map(|e| e.to_string()).collect();
+            insight_online(overview, "zoneInsight", &earlier)
+        };
+        let connected = json!({"id": "b", "connectTime": "2026-01-01T00:02:00Z"});
+        let closed = json!({"id": "a", "connectTime": "2026-01-01T00:00:00Z", "disconnectTime": "2026-01-01T00:01:00Z"});
+        assert!(online(&overview(json!([connected])), &[]));
+        assert!(online(&overview(json!([closed, connected])), &["a"]));
+        assert!(!online(&overview(json!([connected, closed])), &[]));
+        assert!(!online(&overview(json!([])), &[]));
+        // An old connection whose disconnect was never written does not count.
+        assert!(!online(&overview(json!([closed, connected])), &["a", "b"]));
+        assert!(!insight_online(&json!({}), "dataplaneInsight", &[]));
+        let disabled =
+            json!({"zone": {"enabled": false}, "zoneInsight": {"subscriptions": [connected]}});
+        assert!(!online(&disabled, &[]));
     }
 }
