@@ -64,14 +64,17 @@ pub struct BootstrapSettings {
     pub ca_pem: Option<String>,
     /// Kuma's `dpServer.authn.dpProxy.type: dpToken` (on) or `none` (off).
     pub require_token: bool,
+    /// This zone's name: a zone ingress's token must be a zone token of
+    /// scope `ingress` for it.
+    pub zone: String,
 }
 
 /// The handler's state: the store, a token validator on it, the settings.
 #[derive(Clone)]
 pub struct BootstrapState {
-    store: SharedStore,
-    validator: TokenValidator,
-    settings: Arc<BootstrapSettings>,
+    pub(crate) store: SharedStore,
+    pub(crate) validator: TokenValidator,
+    pub(crate) settings: Arc<BootstrapSettings>,
 }
 
 impl BootstrapState {
@@ -159,19 +162,29 @@ impl IntoResponse for BootstrapRequestError {
     }
 }
 
+/// What kind of proxy asks (`proxyType`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProxyKind {
+    #[default]
+    Dataplane,
+    /// A zone ingress: a ZoneIngress resource, no mesh, a zone token.
+    Ingress,
+}
+
 /// The fields of Kuma's `BootstrapRequest` this control plane uses.
 #[derive(Debug, Default, PartialEq)]
-struct BootstrapRequest {
-    mesh: String,
-    name: String,
-    token: Option<String>,
-    dataplane_resource: Option<String>,
+pub(crate) struct BootstrapRequest {
+    pub(crate) kind: ProxyKind,
+    pub(crate) mesh: String,
+    pub(crate) name: String,
+    pub(crate) token: Option<String>,
+    pub(crate) dataplane_resource: Option<String>,
     admin_port: Option<u32>,
     ca_cert: Option<String>,
     delta: bool,
 }
 
-fn bad(field: &'static str, message: impl Into<String>) -> BootstrapRequestError {
+pub(crate) fn bad(field: &'static str, message: impl Into<String>) -> BootstrapRequestError {
     BootstrapRequestError::BadRequest {
         field,
         message: message.into(),
@@ -196,20 +209,17 @@ fn parse_request(body: &[u8]) -> Result<BootstrapRequest, BootstrapRequestError>
     let Value::Object(object) = value else {
         return Err(bad("body", "must be a JSON object"));
     };
-    let proxy_type = string_field(&object, "proxyType")?;
-    if let Some(t) = proxy_type.as_deref()
-        && t != "dataplane"
-    {
-        let shown = if t == "ingress" || t == "egress" {
-            t
-        } else {
-            "(other)"
-        };
-        return Err(bad(
-            "proxyType",
-            format!("only dataplane is supported, not {shown}"),
-        ));
-    }
+    let kind = match string_field(&object, "proxyType")?.as_deref() {
+        None | Some("dataplane") => ProxyKind::Dataplane,
+        Some("ingress") => ProxyKind::Ingress,
+        Some(other) => {
+            let shown = if other == "egress" { other } else { "(other)" };
+            return Err(bad(
+                "proxyType",
+                format!("must be dataplane or ingress, not {shown}"),
+            ));
+        }
+    };
     let admin_port = match object.get("adminPort") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_u64() {
@@ -234,6 +244,7 @@ fn parse_request(body: &[u8]) -> Result<BootstrapRequest, BootstrapRequestError>
         Some(_) => return Err(bad("features", "must be a list of strings")),
     };
     Ok(BootstrapRequest {
+        kind,
         mesh: string_field(&object, "mesh")?.unwrap_or_default(),
         name: string_field(&object, "name")?.unwrap_or_default(),
         token: string_field(&object, "dataplaneToken")?,
@@ -266,6 +277,10 @@ async fn bootstrap(
     let token = request.token.as_deref();
     if token.is_none() && state.settings.require_token {
         return Err(BootstrapRequestError::TokenRequired);
+    }
+    if request.kind == ProxyKind::Ingress {
+        let ingress = crate::ingress_bootstrap::zone_ingress(state, &request).await?;
+        return respond(state, headers, &request, &ingress);
     }
     let dataplane = match &request.dataplane_resource {
         Some(text) => {
@@ -455,8 +470,15 @@ fn respond(
     };
     let internal =
         |e: xds::bootstrap::BootstrapError| BootstrapRequestError::Internal(e.to_string());
-    let mut params =
-        BootstrapParams::for_dataplane(dataplane, xds, request.token.clone()).map_err(internal)?;
+    let mut params = match request.kind {
+        ProxyKind::Dataplane => {
+            BootstrapParams::for_dataplane(dataplane, xds, request.token.clone())
+        }
+        ProxyKind::Ingress => {
+            BootstrapParams::for_zone_ingress(dataplane, xds, request.token.clone())
+        }
+    }
+    .map_err(internal)?;
     if let Some(port) = request.admin_port {
         params.admin_port = port;
     }
@@ -481,6 +503,11 @@ fn respond(
         let yaml = xds::bootstrap::to_yaml(&envoy).map_err(internal)?;
         let address = match &dataplane.spec {
             Spec::Dataplane(dp) => dp
+                .networking
+                .as_ref()
+                .map(|n| n.address.clone())
+                .unwrap_or_default(),
+            Spec::ZoneIngress(zi) => zi
                 .networking
                 .as_ref()
                 .map(|n| n.address.clone())
@@ -561,6 +588,7 @@ mod tests {
             tls: false,
             ca_pem: None,
             require_token: true,
+            zone: "zone-1".into(),
         }
     }
 
@@ -604,6 +632,98 @@ mod tests {
             body["dataplaneToken"] = json!(token);
         }
         body.to_string()
+    }
+
+    async fn zone_token(store: &SharedStore, zone: &str, scope: &str) -> String {
+        TokenIssuer::new(store.clone())
+            .issue_zone_token(zone, &[scope.to_string()], Duration::from_secs(3600))
+            .await
+            .unwrap()
+    }
+
+    fn ingress_request(name: &str, port: u32, token: &str) -> String {
+        let resource = format!(
+            "type: ZoneIngress\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  port: {port}\n  advertisedAddress: 192.0.2.1\n  advertisedPort: {port}\n  admin:\n    port: 19002\n"
+        );
+        json!({"name": name, "proxyType": "ingress", "dataplaneToken": token, "dataplaneResource": resource})
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_zone_ingress_registers_with_a_zone_token_of_scope_ingress() {
+        let f = fixture(plaintext()).await;
+        let token = zone_token(&f.store, "zone-1", "ingress").await;
+        let (status, body) =
+            post(&f.app, &ingress_request("ingress-1", 10001, &token), false).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["node"]["id"], ".ingress-1");
+        assert_eq!(json["node"]["cluster"], "ingress");
+        assert_eq!(
+            json["admin"]["address"]["socketAddress"]["portValue"],
+            19002
+        );
+        let key = ResourceKey::global(ResourceType::ZoneIngress, "ingress-1");
+        let mut stored = f.store.get(&key).await.unwrap();
+        let Spec::ZoneIngress(spec) = &mut stored.spec else {
+            panic!("not a ZoneIngress")
+        };
+        assert_eq!(spec.zone, "", "a local ingress");
+        assert_eq!(spec.networking.as_ref().unwrap().advertised_port, 10001);
+
+        // The zone's available services survive the ingress's restart.
+        spec.available_services = vec![mesh_pb::zone_ingress::AvailableService {
+            tags: [("kuma.io/service".to_string(), "backend".to_string())].into(),
+            instances: 2,
+            mesh: "default".into(),
+            external_service: false,
+        }];
+        f.store.update(stored).await.unwrap();
+        let (status, body) =
+            post(&f.app, &ingress_request("ingress-1", 10002, &token), false).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let Spec::ZoneIngress(spec) = f.store.get(&key).await.unwrap().spec else {
+            panic!("not a ZoneIngress")
+        };
+        assert_eq!(spec.available_services.len(), 1);
+        assert_eq!(spec.networking.unwrap().port, 10002);
+    }
+
+    #[tokio::test]
+    async fn a_zone_ingress_needs_an_ingress_token_for_this_zone() {
+        let f = fixture(plaintext()).await;
+        let key = ResourceKey::global(ResourceType::ZoneIngress, "ingress-1");
+        let cases = [
+            (
+                zone_token(&f.store, "zone-1", "cp").await,
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                zone_token(&f.store, "zone-2", "ingress").await,
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                token(&f.store, "default", "web-1", None).await,
+                StatusCode::UNAUTHORIZED,
+            ),
+            ("garbage".to_string(), StatusCode::UNAUTHORIZED),
+        ];
+        for (token, want) in cases {
+            let (status, body) =
+                post(&f.app, &ingress_request("ingress-1", 10001, &token), false).await;
+            assert_eq!(status, want, "{body}");
+            assert!(!body.contains(&token), "the token is never echoed: {body}");
+        }
+        assert!(matches!(
+            f.store.get(&key).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let token = zone_token(&f.store, "zone-1", "ingress").await;
+        let dataplane = json!({"name": "ingress-1", "proxyType": "ingress", "dataplaneToken": token,
+            "dataplaneResource": "type: Dataplane\nmesh: default\nname: ingress-1\n"});
+        let (status, body) = post(&f.app, &dataplane.to_string(), false).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.contains("expected a ZoneIngress"), "{body}");
     }
 
     #[tokio::test]
@@ -739,8 +859,8 @@ mod tests {
                 "features: must be a list",
             ),
             (
-                r#"{"mesh": "default", "name": "web-1", "proxyType": "ingress"}"#,
-                "proxyType: only dataplane",
+                r#"{"mesh": "default", "name": "web-1", "proxyType": "egress"}"#,
+                "proxyType: must be dataplane or ingress, not egress",
             ),
         ];
         for (body, want) in cases {

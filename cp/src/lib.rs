@@ -13,6 +13,7 @@ pub mod config;
 pub mod defaults;
 pub mod diagnostics;
 pub mod dns;
+mod ingress_bootstrap;
 pub mod kds;
 pub mod mads;
 pub mod migrate;

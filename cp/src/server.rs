@@ -344,14 +344,29 @@ async fn start_dataplane_servers(
         enabled: config.dns_server.service_vip_enabled,
         port: config.dns_server.service_vip_port,
     };
+    let feed_settings = xds::feed::FeedSettings {
+        service_vips,
+        local_zone: config.multizone.zone.name.clone(),
+    };
     let feed = xds::feed::run_with(
         store.clone(),
         cache.clone(),
-        service_vips,
+        feed_settings,
         stopped(stop.clone()),
     );
     servers.spawn(async move {
         feed.await;
+        Ok(())
+    });
+    // The zone's ingresses: their available services and their snapshots.
+    let ingress_feed = ingress::feed::run(
+        store.clone(),
+        cache.clone(),
+        config.multizone.zone.name.clone(),
+        stopped(stop.clone()),
+    );
+    servers.spawn(async move {
+        ingress_feed.await;
         Ok(())
     });
 
@@ -380,7 +395,8 @@ async fn start_dataplane_servers(
     let xds_metrics = Arc::new(crate::xds_metrics::XdsMetrics::register(registry));
     let events: Vec<Arc<dyn xds::ads::StreamEvents>> = vec![insights, lifecycle, xds_metrics];
     let authenticator =
-        crate::xds_auth::DataplaneStreamAuthenticator::new(store.clone(), require_token);
+        crate::xds_auth::DataplaneStreamAuthenticator::new(store.clone(), require_token)
+            .with_zone(config.multizone.zone.name.clone());
     let ads = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
@@ -413,6 +429,7 @@ async fn start_dataplane_servers(
         tls: false,
         ca_pem: None,
         require_token,
+        zone: config.multizone.zone.name.clone(),
     };
     let admin = tokens::http::local_admin_router(tokens_state);
     let admin_stop = stopped(stop.clone());

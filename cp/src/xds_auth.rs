@@ -38,6 +38,8 @@ pub struct DataplaneStreamAuthenticator {
     store: SharedStore,
     validator: TokenValidator,
     require_token: bool,
+    /// This zone's name (zone ingresses hold a zone token for it).
+    zone: String,
 }
 
 impl DataplaneStreamAuthenticator {
@@ -47,6 +49,37 @@ impl DataplaneStreamAuthenticator {
             validator: TokenValidator::new(store.clone()),
             store,
             require_token,
+            zone: String::new(),
+        }
+    }
+
+    /// Zone ingresses (node id `.name`) of zone `zone` are checked too.
+    pub fn with_zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = zone.into();
+        self
+    }
+
+    /// A zone ingress: a zone token of scope `ingress` for this zone, and a
+    /// ZoneIngress of that name stored or inline.
+    async fn authenticate_ingress(
+        &self,
+        node: &NodeId,
+        envoy_node: &Node,
+        token: &str,
+    ) -> Result<(), Status> {
+        self.validator
+            .validate_zone_token(token, "ingress", &self.zone)
+            .await
+            .map_err(|e| token_refusal(&e))?;
+        let key = ResourceKey::global(ResourceType::ZoneIngress, node.name.clone());
+        match self.store.get(&key).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::NotFound(_)) if inline_dataplane(node, envoy_node).is_some() => Ok(()),
+            Err(StoreError::NotFound(_)) => Err(Status::not_found(format!(
+                "zone ingress {} not found: pass it to kuma-dp with --dataplane-file",
+                node.name
+            ))),
+            Err(e) => Err(Status::unavailable(format!("store: {e}"))),
         }
     }
 }
@@ -74,6 +107,9 @@ impl StreamAuthenticator for DataplaneStreamAuthenticator {
         let Some(token) = token else {
             return Err(Status::unauthenticated(TOKEN_REQUIRED));
         };
+        if node.is_zone_ingress() {
+            return self.authenticate_ingress(node, envoy_node, token).await;
+        }
         let key = ResourceKey::new(
             ResourceType::Dataplane,
             node.mesh.clone(),

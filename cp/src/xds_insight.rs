@@ -28,7 +28,7 @@ use envoy_types::pb::google::protobuf::value::Kind;
 use model::mesh_pb::dataplane_insight::XdsRejection;
 use model::mesh_pb::{
     DataplaneInsight, DiscoveryServiceStats, DiscoverySubscription, DiscoverySubscriptionStatus,
-    EnvoyVersion, KumaDpVersion, Version,
+    EnvoyVersion, KumaDpVersion, Version, ZoneIngressInsight,
 };
 use model::{Resource, ResourceKey, ResourceType, Spec};
 use store::StoreError;
@@ -475,23 +475,58 @@ async fn write(
     name: &str,
     proxy: &Proxy,
 ) -> Result<(), WriteError> {
-    const ATTEMPTS: usize = 3;
+    if mesh.is_empty() {
+        // A zone ingress: its ZoneIngressInsight (subscriptions and metadata).
+        let key = ResourceKey::global(ResourceType::ZoneIngressInsight, name);
+        let owner = ResourceKey::global(ResourceType::ZoneIngress, name);
+        return upsert(store, key, owner, |stored| {
+            let stored = match stored {
+                Some(Spec::ZoneIngressInsight(i)) => i.clone(),
+                _ => ZoneIngressInsight::default(),
+            };
+            let as_dataplane = DataplaneInsight {
+                subscriptions: stored.subscriptions,
+                metadata: stored.metadata,
+                ..Default::default()
+            };
+            let merged = merge(as_dataplane, proxy);
+            Spec::ZoneIngressInsight(ZoneIngressInsight {
+                subscriptions: merged.subscriptions,
+                metadata: merged.metadata,
+            })
+        })
+        .await;
+    }
     let key = ResourceKey::new(ResourceType::DataplaneInsight, mesh, name);
     let owner = ResourceKey::new(ResourceType::Dataplane, mesh, name);
+    upsert(store, key, owner, |stored| {
+        let stored = match stored {
+            Some(Spec::DataplaneInsight(i)) => i.clone(),
+            _ => DataplaneInsight::default(),
+        };
+        Spec::DataplaneInsight(merge(stored, proxy))
+    })
+    .await
+}
+
+/// Stores `make(stored spec)` at `key` (created owned by `owner`), retrying
+/// lost races; a missing owner is [`WriteError::NoDataplane`].
+async fn upsert(
+    store: &dyn store::ResourceStore,
+    key: ResourceKey,
+    owner: ResourceKey,
+    make: impl Fn(Option<&Spec>) -> Spec,
+) -> Result<(), WriteError> {
+    const ATTEMPTS: usize = 3;
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let result = match store.get(&key).await {
             Ok(mut stored) => {
-                let insight = match &stored.spec {
-                    Spec::DataplaneInsight(i) => i.clone(),
-                    _ => DataplaneInsight::default(),
-                };
-                stored.spec = Spec::DataplaneInsight(merge(insight, proxy));
+                stored.spec = make(Some(&stored.spec));
                 store.update(stored).await
             }
             Err(StoreError::NotFound(_)) => {
-                let insight = merge(DataplaneInsight::default(), proxy);
-                let resource = Resource::new(mesh, name, Spec::DataplaneInsight(insight));
+                let resource = Resource::new(&key.mesh, &key.name, make(None));
                 match store.create(resource, Some(owner.clone())).await {
                     Err(StoreError::NotFound(_)) => return Err(WriteError::NoDataplane),
                     other => other,

@@ -14,7 +14,8 @@
 //!   (the newest subscription of its DataplaneInsight is open on another
 //!   instance).
 //!
-//! Dataplanes applied with kumactl (no metadata) are never deleted. The
+//! Zone ingresses registered inline (node id `.name`, a ZoneIngress in the
+//! metadata) live the same way. Dataplanes applied with kumactl (no metadata) are never deleted. The
 //! [`StreamEvents`] hooks only send to a channel; one task does the store work.
 
 use std::collections::{HashMap, HashSet};
@@ -50,7 +51,12 @@ pub fn inline_dataplane(node: &NodeId, envoy_node: &Node) -> Option<Resource> {
         return None;
     }
     let dataplane = resources.remove(0);
-    let matches = dataplane.kind() == ResourceType::Dataplane
+    let kind = if node.is_zone_ingress() {
+        ResourceType::ZoneIngress
+    } else {
+        ResourceType::Dataplane
+    };
+    let matches = dataplane.kind() == kind
         && dataplane.meta.mesh == node.mesh
         && dataplane.meta.name == node.name
         && model::validate::validate(&dataplane).is_ok();
@@ -196,18 +202,27 @@ async fn open_elsewhere(
     mesh: &str,
     name: &str,
 ) -> bool {
-    let key = ResourceKey::new(ResourceType::DataplaneInsight, mesh, name);
-    match store.get(&key).await {
+    let key = if mesh.is_empty() {
+        ResourceKey::global(ResourceType::ZoneIngressInsight, name)
+    } else {
+        ResourceKey::new(ResourceType::DataplaneInsight, mesh, name)
+    };
+    let subscriptions = match store.get(&key).await {
         Ok(Resource {
             spec: Spec::DataplaneInsight(insight),
             ..
-        }) => insight.subscriptions.last().is_some_and(|s| {
-            s.control_plane_instance_id != instance_id
-                && s.connect_time.is_some()
-                && s.disconnect_time.is_none()
-        }),
-        _ => false,
-    }
+        }) => insight.subscriptions,
+        Ok(Resource {
+            spec: Spec::ZoneIngressInsight(insight),
+            ..
+        }) => insight.subscriptions,
+        _ => return false,
+    };
+    subscriptions.last().is_some_and(|s| {
+        s.control_plane_instance_id != instance_id
+            && s.connect_time.is_some()
+            && s.disconnect_time.is_none()
+    })
 }
 
 async fn deregister(store: &dyn store::ResourceStore, instance_id: &str, mesh: &str, name: &str) {
@@ -218,7 +233,12 @@ async fn deregister(store: &dyn store::ResourceStore, instance_id: &str, mesh: &
         );
         return;
     }
-    let key = ResourceKey::new(ResourceType::Dataplane, mesh, name);
+    // A zone ingress has no mesh.
+    let key = if mesh.is_empty() {
+        ResourceKey::global(ResourceType::ZoneIngress, name)
+    } else {
+        ResourceKey::new(ResourceType::Dataplane, mesh, name)
+    };
     match store.delete(&key).await {
         Ok(()) => info!(
             mesh,

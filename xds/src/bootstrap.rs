@@ -239,6 +239,44 @@ impl BootstrapParams {
     }
 }
 
+/// `node.cluster` of a zone ingress (which has no mesh: its node id is `.{name}`).
+pub const ZONE_INGRESS_CLUSTER: &str = "ingress";
+
+impl BootstrapParams {
+    /// The parameters for a ZoneIngress resource: no mesh, the name from its
+    /// meta, the admin port from `networking.admin.port` (else Kuma's default).
+    pub fn for_zone_ingress(
+        ingress: &Resource,
+        xds: XdsServer,
+        token: Option<String>,
+    ) -> Result<BootstrapParams, BootstrapError> {
+        let Spec::ZoneIngress(zi) = &ingress.spec else {
+            return Err(invalid(
+                "type",
+                format!("{} is not a ZoneIngress", ingress.kind()),
+            ));
+        };
+        let admin_port = zi
+            .networking
+            .as_ref()
+            .and_then(|n| n.admin.as_ref())
+            .map(|a| a.port)
+            .filter(|p| *p != 0)
+            .unwrap_or(DEFAULT_ADMIN_PORT);
+        Ok(BootstrapParams {
+            mesh: String::new(),
+            name: ingress.meta.name.clone(),
+            service: ZONE_INGRESS_CLUSTER.to_string(),
+            token,
+            xds,
+            api_type: AdsApiType::Grpc,
+            admin_address: DEFAULT_ADMIN_ADDRESS.to_string(),
+            admin_port,
+            dataplane_resource: None,
+        })
+    }
+}
+
 /// Kuma's identifying service of a dataplane: the first inbound's
 /// `kuma.io/service`, else the gateway's, else [`UNKNOWN_SERVICE`].
 pub fn node_cluster(dataplane: &Resource) -> String {
@@ -274,7 +312,7 @@ pub fn bootstrap(params: &BootstrapParams) -> Result<Bootstrap, BootstrapError> 
     if params.name.is_empty() {
         return Err(invalid("name", "must not be empty"));
     }
-    if params.mesh.is_empty() {
+    if params.mesh.is_empty() && params.service != ZONE_INGRESS_CLUSTER {
         return Err(invalid("mesh", "must not be empty"));
     }
     if params.service.is_empty() {

@@ -38,6 +38,7 @@ use store::{ListQuery, ResourceStore, StoreError};
 use tracing::{debug, warn};
 
 use crate::ads::SnapshotCache;
+use crate::endpoints::RemoteIngresses;
 use crate::transparent::{ServiceVips, Vips};
 use crate::{MeshContext, MeshIndex, MeshTls, ProxyIdentity, generate_indexed};
 
@@ -56,20 +57,31 @@ pub async fn run(
     cache: SnapshotCache,
     stop: impl Future<Output = ()>,
 ) {
-    run_with(store, cache, ServiceVips::default(), stop).await;
+    run_with(store, cache, FeedSettings::default(), stop).await;
 }
 
-/// [`run`] with `dnsServer.serviceVipEnabled` / `serviceVipPort`.
+/// What the feed needs to know about the zone it runs in.
+#[derive(Debug, Clone, Default)]
+pub struct FeedSettings {
+    /// `dnsServer.serviceVipEnabled` / `serviceVipPort`.
+    pub service_vips: ServiceVips,
+    /// This zone's name: ZoneIngresses of other zones carry their services.
+    pub local_zone: String,
+}
+
+/// [`run`] with the zone's settings.
 pub async fn run_with(
     store: Arc<dyn ResourceStore>,
     cache: SnapshotCache,
-    service_vips: ServiceVips,
+    settings: FeedSettings,
     stop: impl Future<Output = ()>,
 ) {
     let mut feed = Feed {
         store,
         cache,
-        service_vips,
+        service_vips: settings.service_vips,
+        local_zone: settings.local_zone,
+        zone_ingresses: Vec::new(),
         known: HashMap::new(),
         indexes: HashMap::new(),
         certs: HashMap::new(),
@@ -86,6 +98,9 @@ struct Feed {
     store: Arc<dyn ResourceStore>,
     cache: SnapshotCache,
     service_vips: ServiceVips,
+    local_zone: String,
+    /// Every ZoneIngress, as last read (other zones' make services available).
+    zone_ingresses: Vec<Resource>,
     /// Per mesh, the VIPs last read from its Config.
     vips: HashMap<String, Vips>,
     /// Per mesh, the Dataplane names that have a snapshot in the cache.
@@ -154,6 +169,14 @@ impl Feed {
                     }
                 };
                 let mesh = match event.kind {
+                    ResourceType::ZoneIngress => {
+                        // Another zone's services came, went or moved: every mesh.
+                        if let Err(e) = self.resync_ingresses().await {
+                            warn!(error = %e, "xDS feed: reading the store failed; resyncing");
+                            break;
+                        }
+                        continue;
+                    }
                     ResourceType::Mesh => event.name,
                     // A Secret may be the mesh's CA.
                     ResourceType::Dataplane | ResourceType::Secret => event.mesh,
@@ -177,6 +200,7 @@ impl Feed {
     /// returns the revision to follow the change feed from.
     async fn resync(&mut self) -> Result<store::Revision, StoreError> {
         let revision = self.store.revision().await?;
+        self.zone_ingresses = self.read_zone_ingresses().await?;
         let meshes = self
             .store
             .list(&ListQuery::all(ResourceType::Mesh))
@@ -188,6 +212,42 @@ impl Feed {
             self.regenerate_mesh(&mesh).await?;
         }
         Ok(revision)
+    }
+
+    async fn read_zone_ingresses(&self) -> Result<Vec<Resource>, StoreError> {
+        Ok(self
+            .store
+            .list(&ListQuery::all(ResourceType::ZoneIngress))
+            .await?
+            .items)
+    }
+
+    /// Rereads the ZoneIngresses; when another zone's changed, regenerates
+    /// every mesh with proxies (a change of this zone's own ingresses, e.g.
+    /// its available services, changes nothing for its sidecars).
+    async fn resync_ingresses(&mut self) -> Result<(), StoreError> {
+        let ingresses = self.read_zone_ingresses().await?;
+        let remote = |all: &[Resource]| -> Vec<Resource> {
+            let mut remote: Vec<Resource> = all
+                .iter()
+                .filter(|r| match &r.spec {
+                    Spec::ZoneIngress(zi) => !zi.zone.is_empty() && zi.zone != self.local_zone,
+                    _ => false,
+                })
+                .cloned()
+                .collect();
+            remote.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+            remote
+        };
+        let changed = remote(&ingresses) != remote(&self.zone_ingresses);
+        self.zone_ingresses = ingresses;
+        if changed {
+            let meshes: Vec<String> = self.known.keys().cloned().collect();
+            for mesh in meshes {
+                self.regenerate_mesh(&mesh).await?;
+            }
+        }
+        Ok(())
     }
 
     /// When the earliest certificate is due for renewal (far away when none).
@@ -368,7 +428,11 @@ impl Feed {
         // The mesh's endpoints are indexed once for all its proxies.
         let index = match &mesh {
             Some(mesh) => {
-                let context = MeshContext::new(mesh, &dataplanes);
+                let mut context = MeshContext::new(mesh, &dataplanes);
+                context.remote = RemoteIngresses {
+                    zone_ingresses: &self.zone_ingresses,
+                    local_zone: &self.local_zone,
+                };
                 let built = match self.indexes.remove(mesh_name) {
                     Some(previous) => MeshIndex::build_after(&context, previous),
                     None => MeshIndex::build(&context),
@@ -403,6 +467,10 @@ impl Feed {
                 context.identity = identity.as_ref();
                 context.vips = &vips;
                 context.service_vips = self.service_vips;
+                context.remote = RemoteIngresses {
+                    zone_ingresses: &self.zone_ingresses,
+                    local_zone: &self.local_zone,
+                };
                 match generate_indexed(proxy, &context, index) {
                     Ok(resources) => {
                         let skipped = resources.skipped.clone();

@@ -53,8 +53,8 @@ use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, Metadata,
-    SocketAddress, TrafficDirection,
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, SocketAddress,
+    TrafficDirection,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{
@@ -71,13 +71,14 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config,
 };
-use envoy_types::pb::google::protobuf::{Any, Duration, Struct, Value, value};
+use envoy_types::pb::google::protobuf::{Any, Duration};
 use envoy_types::util::pack_any;
 use model::labels::tags;
 use model::mesh_pb::dataplane::Networking;
 use model::mesh_pb::dataplane::networking::inbound::State;
 use model::{Resource, ResourceType, Spec};
 
+use crate::endpoints::{EndpointIndex, RemoteIngresses, common_protocol};
 use crate::names;
 use crate::policy::routes::{self, Destination, LoadBalancer, SkippedOutbound};
 use crate::policy::{self, http, permissions};
@@ -320,6 +321,9 @@ pub struct MeshContext<'a> {
     pub vips: &'a Vips,
     /// `dnsServer.serviceVipEnabled` / `serviceVipPort`.
     pub service_vips: ServiceVips,
+    /// Other zones' ingresses: with mTLS on, the services they make
+    /// available are endpoints too ([`crate::endpoints`]).
+    pub remote: RemoteIngresses<'a>,
 }
 
 /// No VIPs.
@@ -336,6 +340,7 @@ impl<'a> MeshContext<'a> {
             identity: None,
             vips: &NO_VIPS,
             service_vips: ServiceVips::default(),
+            remote: RemoteIngresses::default(),
         }
     }
 }
@@ -370,8 +375,26 @@ pub struct MeshIndex {
 impl MeshIndex {
     /// The index of `context.dataplanes` (those of other meshes ignored).
     pub fn build(context: &MeshContext<'_>) -> Result<MeshIndex, GenerateError> {
+        let (mtls, locality_aware) = match &context.mesh.spec {
+            Spec::Mesh(mesh) => (
+                mesh.mtls
+                    .as_ref()
+                    .is_some_and(|m| !m.enabled_backend.is_empty()),
+                mesh.routing
+                    .as_ref()
+                    .is_some_and(|r| r.locality_aware_load_balancing),
+            ),
+            _ => (false, false),
+        };
+        // Cross-zone traffic is routed by SNI, so it needs mTLS.
+        let remote = mtls.then_some(context.remote);
         Ok(MeshIndex {
-            endpoints: EndpointIndex::build(&context.mesh.meta.name, context.dataplanes)?,
+            endpoints: EndpointIndex::build(
+                &context.mesh.meta.name,
+                context.dataplanes,
+                remote,
+                locality_aware,
+            )?,
             assignments: std::sync::Mutex::default(),
             previous: BTreeMap::new(),
             protocols: std::sync::Mutex::default(),
@@ -423,7 +446,9 @@ impl MeshIndex {
                 let instances = self
                     .endpoints
                     .in_subset(&destination.service, &destination.tags);
-                let assignment = load_assignment(&destination.cluster, &instances);
+                let assignment = self
+                    .endpoints
+                    .load_assignment(&destination.cluster, &instances);
                 match self.previous.get(&destination.cluster) {
                     Some(previous) if **previous == assignment => previous.clone(),
                     _ => std::sync::Arc::new(assignment),
@@ -661,7 +686,9 @@ pub fn generate_indexed(
 }
 
 /// The networking of a Dataplane resource (None when it has none).
-fn dataplane_networking(resource: &Resource) -> Result<Option<&Networking>, GenerateError> {
+pub(crate) fn dataplane_networking(
+    resource: &Resource,
+) -> Result<Option<&Networking>, GenerateError> {
     match &resource.spec {
         Spec::Dataplane(dp) => Ok(dp.networking.as_ref()),
         _ => Err(GenerateError::NotADataplane {
@@ -704,94 +731,7 @@ fn insert_listener(
     Ok(())
 }
 
-/// One instance of a service: a ready inbound of some dataplane.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Instance {
-    dataplane: String,
-    address: String,
-    port: u32,
-    /// The inbound's tags.
-    tags: BTreeMap<String, String>,
-}
-
-impl Instance {
-    fn protocol(&self) -> Protocol {
-        Protocol::from_tag(self.tags.get(tags::PROTOCOL).map(String::as_str))
-    }
-}
-
-/// Instances of every service of the mesh, each list in a stable order.
-struct EndpointIndex {
-    by_service: BTreeMap<String, Vec<Instance>>,
-}
-
-impl EndpointIndex {
-    fn build(mesh: &str, dataplanes: &[Resource]) -> Result<EndpointIndex, GenerateError> {
-        let mut by_service: BTreeMap<String, BTreeSet<Instance>> = BTreeMap::new();
-        for dataplane in dataplanes {
-            let Some(networking) = dataplane_networking(dataplane)? else {
-                continue;
-            };
-            if dataplane.meta.mesh != mesh {
-                continue;
-            }
-            let address = non_empty_or(&networking.advertised_address, &networking.address);
-            if address.is_empty() {
-                continue;
-            }
-            for inbound in &networking.inbound {
-                let not_ready = inbound.state != State::Ready as i32
-                    || inbound.health.as_ref().is_some_and(|h| !h.ready);
-                let Some(service) = inbound.tags.get(tags::SERVICE) else {
-                    continue;
-                };
-                // A bad port on another dataplane must not break this proxy.
-                if not_ready || !(1..=65535).contains(&inbound.port) {
-                    continue;
-                }
-                by_service
-                    .entry(service.clone())
-                    .or_default()
-                    .insert(Instance {
-                        dataplane: dataplane.meta.name.clone(),
-                        address: address.to_string(),
-                        port: inbound.port,
-                        tags: inbound
-                            .tags
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    });
-            }
-        }
-        let by_service = by_service
-            .into_iter()
-            .map(|(service, instances)| (service, instances.into_iter().collect()))
-            .collect();
-        Ok(EndpointIndex { by_service })
-    }
-
-    /// The instances of `service` whose tags match `subset`.
-    fn in_subset(&self, service: &str, subset: &BTreeMap<String, String>) -> Vec<&Instance> {
-        self.by_service
-            .get(service)
-            .map_or(&[][..], Vec::as_slice)
-            .iter()
-            .filter(|i| routes::in_subset(subset, &i.tags))
-            .collect()
-    }
-}
-
-/// The protocol every instance can speak; no instance -> unknown (TCP).
-fn common_protocol<'a>(instances: impl IntoIterator<Item = &'a Instance>) -> Protocol {
-    let mut protocols = instances.into_iter().map(Instance::protocol);
-    match protocols.next() {
-        Some(first) => protocols.fold(first, Protocol::common),
-        None => Protocol::Unknown,
-    }
-}
-
-pub(crate) fn socket_address(ip: &str, port: u32) -> Address {
+pub fn socket_address(ip: &str, port: u32) -> Address {
     Address {
         address: Some(AddressKind::SocketAddress(SocketAddress {
             address: ip.to_string(),
@@ -822,7 +762,7 @@ pub(crate) fn listener(
 
 /// To `clusters` (name, weight): the cluster itself when alone, else
 /// weighted (weights ignored for a single cluster).
-pub(crate) fn tcp_proxy(stat_prefix: &str, clusters: &[(&str, u32)]) -> Filter {
+pub fn tcp_proxy(stat_prefix: &str, clusters: &[(&str, u32)]) -> Filter {
     let specifier = match clusters {
         [(cluster, _)] => tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string()),
         _ => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
@@ -952,8 +892,14 @@ fn outbound_cluster(
     protocol: Protocol,
     load_balancer: &LoadBalancer,
 ) -> Cluster {
-    let mut cluster = base_cluster(&destination.cluster, DiscoveryType::Eds, protocol);
+    let mut cluster = eds_cluster(&destination.cluster, protocol);
     load_balancer.apply(&mut cluster);
+    cluster
+}
+
+/// A cluster named `name` whose endpoints come by EDS over ADS.
+pub fn eds_cluster(name: &str, protocol: Protocol) -> Cluster {
+    let mut cluster = base_cluster(name, DiscoveryType::Eds, protocol);
     cluster.eds_cluster_config = Some(EdsClusterConfig {
         eds_config: Some(ConfigSource {
             resource_api_version: ApiVersion::V3 as i32,
@@ -965,53 +911,7 @@ fn outbound_cluster(
     cluster
 }
 
-/// The EDS resource of an outbound cluster; no instance -> no endpoints.
-/// Each endpoint carries its instance's tags but `kuma.io/service` as
-/// `envoy.lb` metadata.
-fn load_assignment(name: &str, instances: &[&Instance]) -> ClusterLoadAssignment {
-    let endpoints = if instances.is_empty() {
-        Vec::new()
-    } else {
-        let mut locality =
-            locality_endpoints(instances.iter().map(|i| (i.address.as_str(), i.port)));
-        for (endpoint, instance) in locality.lb_endpoints.iter_mut().zip(instances) {
-            endpoint.metadata = lb_metadata(&instance.tags);
-        }
-        vec![locality]
-    };
-    ClusterLoadAssignment {
-        cluster_name: name.to_string(),
-        endpoints,
-        ..Default::default()
-    }
-}
-
-/// `filter_metadata["envoy.lb"]` = `tags` without `kuma.io/service`; none
-/// when nothing is left.
-fn lb_metadata(tags: &BTreeMap<String, String>) -> Option<Metadata> {
-    let fields: BTreeMap<String, Value> = tags
-        .iter()
-        .filter(|(key, _)| key.as_str() != tags::SERVICE)
-        .map(|(key, value)| {
-            let value = Value {
-                kind: Some(value::Kind::StringValue(value.clone())),
-            };
-            (key.clone(), value)
-        })
-        .collect();
-    if fields.is_empty() {
-        return None;
-    }
-    let lb = Struct {
-        fields: fields.into_iter().collect(),
-    };
-    Some(Metadata {
-        filter_metadata: [(ENVOY_LB_METADATA.to_string(), lb)].into(),
-        ..Default::default()
-    })
-}
-
-fn locality_endpoints<'a>(
+pub(crate) fn locality_endpoints<'a>(
     addresses: impl IntoIterator<Item = (&'a str, u32)>,
 ) -> LocalityLbEndpoints {
     LocalityLbEndpoints {

@@ -6,6 +6,8 @@
 //! * [`mod@generate`]: from a proxy's Dataplane, its Mesh and the mesh's
 //!   Dataplanes in the zone, the Envoy listeners, clusters and load
 //!   assignments (envoy-types messages), grouped by xDS type URL.
+//! * [`endpoints`]: the instances of a mesh's services, local and behind
+//!   other zones' ingresses, and the EDS load assignments made of them.
 //! * [`policy`]: which TrafficPermission and TrafficRoute apply to an
 //!   inbound or outbound, and the RBAC filter, clusters, weights and load
 //!   balancers they turn into.
@@ -31,6 +33,7 @@
 
 pub mod ads;
 pub mod bootstrap;
+pub mod endpoints;
 pub mod feed;
 pub mod generate;
 pub mod metrics;

@@ -19,7 +19,7 @@
 //! wildcard or by name, in both variants.
 //!
 //! A stream is admitted on its first request: it must carry `node.id` of the
-//! form `mesh.name`, and the [`StreamAuthenticator`] must accept the node and
+//! form `mesh.name` (`.name` for a zone ingress), and the [`StreamAuthenticator`] must accept the node and
 //! the stream's `authorization` metadata (`Bearer <token>` or the bare
 //! token). A later request naming another node id ends the stream with
 //! `InvalidArgument`: a stream's node never changes.
@@ -59,7 +59,7 @@ const RESPONSE_BUFFER: usize = 16;
 pub enum AdsError {
     #[error("the first request of an ADS stream must carry node.id")]
     MissingNode,
-    #[error("node id {id:?} is not of the form \"mesh.name\"")]
+    #[error("node id {id:?} is not of the form \"mesh.name\" (\".name\" for a zone ingress)")]
     InvalidNodeId { id: String },
     #[error("node id changed on the stream from {from:?} to {to:?}: a stream serves one node")]
     NodeChanged { from: String, to: String },
@@ -72,7 +72,7 @@ impl From<AdsError> for Status {
 }
 
 /// A proxy's identity: its node id `mesh.name` (the mesh is everything
-/// before the first dot).
+/// before the first dot; empty for a zone ingress).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeId {
     /// The node id as Envoy sent it, the key of the [`SnapshotCache`].
@@ -82,16 +82,22 @@ pub struct NodeId {
 }
 
 impl NodeId {
-    /// Parses `mesh.name`; both parts must be non-empty.
+    /// Parses `mesh.name`; the name must be non-empty, and so must the mesh
+    /// but for a zone ingress (`.name`: zone proxies belong to no mesh, as in Kuma).
     pub fn parse(id: &str) -> Result<NodeId, AdsError> {
         match id.split_once('.') {
-            Some((mesh, name)) if !mesh.is_empty() && !name.is_empty() => Ok(NodeId {
+            Some((mesh, name)) if !name.is_empty() => Ok(NodeId {
                 id: id.to_owned(),
                 mesh: mesh.to_owned(),
                 name: name.to_owned(),
             }),
             _ => Err(AdsError::InvalidNodeId { id: id.to_owned() }),
         }
+    }
+
+    /// Whether this is a zone ingress (no mesh).
+    pub fn is_zone_ingress(&self) -> bool {
+        self.mesh.is_empty()
     }
 }
 
@@ -570,6 +576,28 @@ mod tests {
         assert_eq!(bearer_token(&metadata).as_deref(), Some("abc.def"));
         metadata.insert("authorization", "bearer  ".parse().expect("ascii"));
         assert_eq!(bearer_token(&metadata), None);
+    }
+
+    #[test]
+    fn node_ids_name_a_mesh_and_a_proxy_or_a_zone_ingress() {
+        let sidecar = NodeId::parse("default.web-1.v2").expect("valid");
+        assert_eq!(
+            (sidecar.mesh.as_str(), sidecar.name.as_str()),
+            ("default", "web-1.v2")
+        );
+        assert!(!sidecar.is_zone_ingress());
+        let ingress = NodeId::parse(".ingress-1").expect("valid");
+        assert_eq!(
+            (ingress.mesh.as_str(), ingress.name.as_str()),
+            ("", "ingress-1")
+        );
+        assert!(ingress.is_zone_ingress());
+        for bad in ["", "web-1", "default.", "."] {
+            assert!(
+                matches!(NodeId::parse(bad), Err(AdsError::InvalidNodeId { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
