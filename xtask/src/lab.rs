@@ -196,7 +196,11 @@ impl Lab {
         command
             .args(["-p", "global", "-p", "zone", "-p", "ctl", "-p", "dp"])
             .current_dir(&self.root);
-        println!("building ({}): {}", self.profile, cmd::display(&command));
+        let shown: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        println!("building ({}): cargo {}", self.profile, shown.join(" "));
         let start = Instant::now();
         cmd::run(&mut command)?;
         println!("built ({})", secs(start));
@@ -769,7 +773,12 @@ impl Lab {
             "\nthe lab is up (state dir {})\n",
             self.state.display()
         );
-        let _ = writeln!(out, "  GUI  http://127.0.0.1:{api}/gui");
+        // The index names the GUI's path; a build may not serve it yet.
+        let gui_note = match http::get(api, "/gui") {
+            Ok(response) if response.status < 400 => "",
+            _ => "  (not served by this build yet)",
+        };
+        let _ = writeln!(out, "  GUI  http://127.0.0.1:{api}/gui{gui_note}");
         let _ = writeln!(out, "  API  http://127.0.0.1:{api}/");
         let _ = writeln!(
             out,
@@ -1053,7 +1062,7 @@ impl Lock {
             && let Ok(pid) = text.trim().parse::<u32>()
             && pid != std::process::id()
             && procs::alive(pid)
-            && procs::cmdline(pid).contains("xtask")
+            && is_lab(&procs::cmdline(pid))
         {
             bail!(
                 "another lab (pid {pid}) runs on the state dir {}: stop it (Ctrl-C), or pass another --state-dir",
@@ -1064,6 +1073,15 @@ impl Lock {
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(Lock { path })
     }
+}
+
+/// Whether a command line is `.../xtask lab ...`.
+fn is_lab(cmdline: &str) -> bool {
+    let mut words = cmdline.split_whitespace();
+    words
+        .next()
+        .is_some_and(|program| program.ends_with("xtask"))
+        && words.any(|word| word == "lab")
 }
 
 impl Drop for Lock {
@@ -1121,6 +1139,14 @@ mod tests {
     fn a_port_base_that_is_no_port_is_refused() {
         assert!(parse(&["--port-base", "70000"]).is_err());
         assert!(parse(&["--port-base", "x"]).is_err());
+    }
+
+    #[test]
+    fn the_lock_belongs_to_an_xtask_lab_only() {
+        assert!(is_lab("/t/debug/xtask lab --debug"));
+        assert!(!is_lab("/t/debug/xtask test"));
+        assert!(!is_lab("vim lab"));
+        assert!(!is_lab(""));
     }
 
     #[test]
