@@ -190,8 +190,8 @@ async fn e2e_dns_answers_a_service_of_another_zone_and_keeps_its_vip_across_a_kd
     let mut federation = Federation::start(&["zone-1", "zone-2"]).await;
     federation.wait_online("zone-1", SYNC).await;
     federation.wait_online("zone-2", SYNC).await;
-    // The ZoneIngress is authored in zone-2 (kumactl in a zone may write it) and travels
-    // zone-2 → global → zone-1 over KDS.
+    // The ZoneIngress is authored in zone-2 (kumactl in a zone may write it); zone-2 fills in
+    // its available services from its Dataplanes, and it travels zone-2 → global → zone-1.
     federation.apply(
         "zone-2",
         "type: ZoneIngress
@@ -201,20 +201,19 @@ networking:
   port: 10001
   advertisedAddress: 127.0.0.1
   advertisedPort: 10001
-availableServices:
-  - mesh: default
-    instances: 1
-    tags:
-      kuma.io/service: remote-svc
 ",
+    );
+    federation.apply(
+        "zone-2",
+        &dataplane_yaml("remote-e2e-1", "remote-svc", 22001),
     );
     federation.apply("zone-1", &dataplane_yaml("local-e2e-1", "local-e2e", 21001));
     let remote = vip_of(&federation, "zone-1", "remote-svc.mesh").await;
     let local = vip_of(&federation, "zone-1", "local-e2e.mesh").await;
     assert!(in_cidr(remote) && in_cidr(local));
     assert_ne!(remote, local);
-    // zone-2 skips its own ingress: the service is its own (here it has no Dataplane).
-    let answer = dig(federation.dns_port("zone-2"), "remote-svc.mesh", false).expect("dig");
+    // zone-1's own service is not offered by zone-2.
+    let answer = dig(federation.dns_port("zone-2"), "local-e2e.mesh", false).expect("dig");
     assert_eq!(answer.status, "NXDOMAIN", "zone-2: {answer:?}");
 
     // zone-1 loses the global and reconnects: the catch-up sync must not move the VIP. A

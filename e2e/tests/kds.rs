@@ -670,7 +670,7 @@ async fn e2e_impostor_zone_is_refused() {
         "zone-3",
         ZoneOptions {
             token: Token::Of("zone-1".into()),
-            federated: true,
+            ..ZoneOptions::default()
         },
     )
     .await;
@@ -678,7 +678,7 @@ async fn e2e_impostor_zone_is_refused() {
         "zone-4",
         ZoneOptions {
             token: Token::None,
-            federated: true,
+            ..ZoneOptions::default()
         },
     )
     .await;

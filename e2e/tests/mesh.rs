@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::sidecar::{Sidecar, envoy_binary};
+use support::traffic::{dataplane, get, http_client, wait_reaches, wait_refused};
 use support::{Federation, apps, eventually, free_port};
 
 const ZONE: &str = "zone-1";
@@ -30,41 +31,6 @@ mtls:
       type: builtin
 ";
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A Dataplane on 127.0.0.1: one inbound (service, protocol, extra tags) in front of the
-/// application on `app_port`, and outbounds `(port, service)`.
-fn dataplane(
-    name: &str,
-    inbound_port: u16,
-    app_port: u16,
-    tags: &[(&str, &str)],
-    outbounds: &[(u16, &str)],
-) -> String {
-    let mut yaml = format!(
-        "type: Dataplane
-mesh: default
-name: {name}
-networking:
-  address: 127.0.0.1
-  inbound:
-    - port: {inbound_port}
-      servicePort: {app_port}
-      tags:
-"
-    );
-    for (k, v) in tags {
-        yaml.push_str(&format!("        {k}: {v}\n"));
-    }
-    if !outbounds.is_empty() {
-        yaml.push_str("  outbound:\n");
-        for (port, service) in outbounds {
-            yaml.push_str(&format!(
-                "    - port: {port}\n      tags:\n        kuma.io/service: {service}\n"
-            ));
-        }
-    }
-    yaml
-}
 
 /// `kuma-dp` for [`dataplane`] `name` of the default mesh in front of the application on
 /// `app_port`.
@@ -85,46 +51,6 @@ async fn zone() -> Federation {
     let zone = Federation::start_standalone(ZONE, Vec::new()).await;
     zone.apply(ZONE, MESH_MTLS);
     zone
-}
-
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .expect("HTTP client")
-}
-
-/// GET through an outbound listener: `(status, body)`.
-async fn get(http: &reqwest::Client, port: u16) -> Result<(u16, String), String> {
-    let response = http
-        .get(format!("http://127.0.0.1:{port}/"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response.text().await.map_err(|e| e.to_string())?;
-    Ok((status, body))
-}
-
-/// Waits until a GET through `port` answers 200 from an instance whose name starts with
-/// `instance`; returns the body.
-async fn wait_reaches(http: &reqwest::Client, port: u16, instance: &str, what: &str) -> String {
-    eventually(DEADLINE, what, async || match get(http, port).await? {
-        (200, body) if body.starts_with(instance) => Ok(body),
-        (status, body) => Err(format!("{status}: {body}")),
-    })
-    .await
-}
-
-/// Waits until a GET through `port` is refused: no 200 any more (Envoy answers 503 when the
-/// callee's sidecar resets the connection).
-async fn wait_refused(http: &reqwest::Client, port: u16, what: &str) {
-    eventually(DEADLINE, what, async || match get(http, port).await {
-        Ok((200, body)) => Err(format!("still 200: {body}")),
-        Ok(_) | Err(_) => Ok(()),
-    })
-    .await;
 }
 
 /// A backend (HTTP app + sidecar, service `backend`, `version` tag) and a frontend sidecar

@@ -13,9 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use envoy_types::pb::envoy::config::cluster::v3::OutlierDetection;
 use envoy_types::pb::envoy::config::core::v3::{Locality, Metadata};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::google::protobuf::{Struct, UInt32Value, Value, value};
+use envoy_types::pb::google::protobuf::{Duration, Struct, UInt32Value, Value, value};
 use model::labels::tags;
 use model::mesh_pb::dataplane::networking::inbound::State;
 use model::{Resource, Spec};
@@ -284,6 +285,26 @@ pub fn load_assignment(
     }
 }
 
+/// The outlier detection of a cluster with endpoints behind other zones'
+/// ingresses: an ingress that refuses connections (its zone is gone, not
+/// just its control plane) is ejected at its first failure for 5 s (longer
+/// on each repeat, at most 30 s), so the traffic goes to the other
+/// endpoints until it answers again. Failures of the application behind a
+/// live ingress are not counted here (`split_external_local_origin_errors`).
+pub fn remote_outlier_detection() -> OutlierDetection {
+    let seconds = |seconds| Duration { seconds, nanos: 0 };
+    OutlierDetection {
+        interval: Some(seconds(1)),
+        base_ejection_time: Some(seconds(5)),
+        max_ejection_time: Some(seconds(30)),
+        max_ejection_percent: Some(UInt32Value { value: 100 }),
+        split_external_local_origin_errors: true,
+        consecutive_local_origin_failure: Some(UInt32Value { value: 1 }),
+        enforcing_consecutive_local_origin_failure: Some(UInt32Value { value: 100 }),
+        ..Default::default()
+    }
+}
+
 /// `filter_metadata["envoy.lb"]` = `tags` without `kuma.io/service`; none
 /// when nothing is left.
 pub fn lb_metadata(tags: &BTreeMap<String, String>) -> Option<Metadata> {
@@ -307,4 +328,130 @@ pub fn lb_metadata(tags: &BTreeMap<String, String>) -> Option<Metadata> {
         filter_metadata: [(ENVOY_LB_METADATA.to_string(), lb)].into(),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use model::mesh_pb::ZoneIngress;
+    use model::mesh_pb::zone_ingress::{AvailableService, Networking};
+    use model::test_util::dataplane;
+
+    use super::*;
+
+    fn ingress(name: &str, zone: &str, address: &str, services: &[(&str, &str, u32)]) -> Resource {
+        Resource::new(
+            "",
+            name,
+            Spec::ZoneIngress(ZoneIngress {
+                zone: zone.into(),
+                networking: Some(Networking {
+                    address: "10.0.0.1".into(),
+                    port: 10001,
+                    advertised_address: address.into(),
+                    advertised_port: 10001,
+                    ..Default::default()
+                }),
+                available_services: services
+                    .iter()
+                    .map(|(mesh, service, instances)| AvailableService {
+                        tags: [(tags::SERVICE.to_string(), service.to_string())].into(),
+                        instances: *instances,
+                        mesh: mesh.to_string(),
+                        external_service: false,
+                    })
+                    .collect(),
+            }),
+        )
+    }
+
+    fn remote<'a>(ingresses: &'a [Resource]) -> RemoteIngresses<'a> {
+        RemoteIngresses {
+            zone_ingresses: ingresses,
+            local_zone: "zone-1",
+        }
+    }
+
+    #[test]
+    fn remote_services_are_one_weighted_endpoint_per_ingress() {
+        let ingresses = vec![
+            ingress(
+                "zi-2",
+                "zone-2",
+                "192.0.2.2",
+                &[("default", "backend", 3), ("other", "backend", 1)],
+            ),
+            // This zone's own ingress, one received without a zone, and a hostname: skipped.
+            ingress("zi-1", "zone-1", "192.0.2.1", &[("default", "backend", 5)]),
+            ingress("zi-x", "", "192.0.2.9", &[("default", "backend", 5)]),
+            ingress(
+                "zi-h",
+                "zone-3",
+                "ingress.example.com",
+                &[("default", "backend", 5)],
+            ),
+            // A second ingress of zone-2 on the same address stands for nothing more.
+            ingress("zi-2b", "zone-2", "192.0.2.2", &[("default", "backend", 3)]),
+        ];
+        let got = remote_instances("default", remote(&ingresses));
+        assert_eq!(got.len(), 1, "{got:?}");
+        let instance = &got[0];
+        assert_eq!(
+            (instance.address.as_str(), instance.port),
+            ("192.0.2.2", 10001)
+        );
+        assert_eq!(instance.weight, 3);
+        assert_eq!(instance.remote_zone.as_deref(), Some("zone-2"));
+        assert_eq!(instance.tags[tags::ZONE], "zone-2");
+    }
+
+    #[test]
+    fn local_and_remote_instances_share_a_priority_unless_locality_aware() {
+        let dataplanes = vec![dataplane(
+            "default",
+            "backend-1",
+            "10.0.0.5",
+            &[(8080, "backend")],
+        )];
+        let ingresses = vec![ingress(
+            "zi-2",
+            "zone-2",
+            "192.0.2.2",
+            &[("default", "backend", 2)],
+        )];
+        let subset = [(tags::SERVICE.to_string(), "backend".to_string())].into();
+        for (aware, remote_priority) in [(false, 0), (true, 1)] {
+            let index =
+                EndpointIndex::build("default", &dataplanes, Some(remote(&ingresses)), aware)
+                    .unwrap();
+            let instances = index.in_subset("backend", &subset);
+            let assignment = index.load_assignment("backend", &instances);
+            assert_eq!(assignment.endpoints.len(), 2, "a locality per zone");
+            let local = &assignment.endpoints[0];
+            assert!(local.locality.is_none());
+            assert_eq!(local.priority, 0);
+            assert_eq!(
+                local.lb_endpoints[0].load_balancing_weight, None,
+                "weight 1"
+            );
+            let remote = &assignment.endpoints[1];
+            assert_eq!(remote.locality.as_ref().unwrap().zone, "zone-2");
+            assert_eq!(remote.priority, remote_priority, "locality aware: {aware}");
+            assert_eq!(
+                remote.lb_endpoints[0].load_balancing_weight,
+                Some(UInt32Value { value: 2 })
+            );
+        }
+        // Only remote instances: priority 0 even when locality aware (nothing to prefer).
+        let index = EndpointIndex::build("default", &[], Some(remote(&ingresses)), true).unwrap();
+        let instances = index.in_subset("backend", &subset);
+        assert_eq!(
+            index.load_assignment("backend", &instances).endpoints[0].priority,
+            0
+        );
+        // Without remote ingresses (a mesh without mTLS), only the local instance.
+        let index = EndpointIndex::build("default", &dataplanes, None, false).unwrap();
+        assert_eq!(index.in_subset("backend", &subset).len(), 1);
+    }
 }

@@ -21,6 +21,11 @@
 //! keep the snapshots they have (those of deleted Dataplanes are removed)
 //! until the next change.
 //!
+//! Other zones: every ZoneIngress is read, and a change of another zone's
+//! ingress (its available services, its address) regenerates every mesh:
+//! with mTLS on, a mesh's outbounds get those services as endpoints
+//! ([`crate::endpoints`]); without it, a warning says they cannot be reached.
+//!
 //! VIPs: the mesh's service VIPs are read from the Config `kuma-{mesh}-dns-vips`
 //! (written by the zone's `dns` allocator; parsed by [`dns::vips::decode`]) and
 //! a change of that Config regenerates the mesh, so transparent-proxy
@@ -82,6 +87,7 @@ pub async fn run_with(
         service_vips: settings.service_vips,
         local_zone: settings.local_zone,
         zone_ingresses: Vec::new(),
+        remote_without_mtls: BTreeSet::new(),
         known: HashMap::new(),
         indexes: HashMap::new(),
         certs: HashMap::new(),
@@ -101,6 +107,8 @@ struct Feed {
     local_zone: String,
     /// Every ZoneIngress, as last read (other zones' make services available).
     zone_ingresses: Vec<Resource>,
+    /// Meshes told they cannot reach other zones' services without mTLS.
+    remote_without_mtls: BTreeSet<String>,
     /// Per mesh, the VIPs last read from its Config.
     vips: HashMap<String, Vips>,
     /// Per mesh, the Dataplane names that have a snapshot in the cache.
@@ -248,6 +256,26 @@ impl Feed {
             }
         }
         Ok(())
+    }
+
+    /// Warns once (until it changes) that other zones offer services in
+    /// `mesh` its proxies cannot reach because the mesh has no mTLS
+    /// (cross-zone traffic is routed by SNI).
+    fn report_remote_without_mtls(&mut self, mesh: &Resource, mtls: bool) {
+        let name = &mesh.meta.name;
+        let remote = RemoteIngresses {
+            zone_ingresses: &self.zone_ingresses,
+            local_zone: &self.local_zone,
+        };
+        let unreachable = !mtls && !crate::endpoints::remote_instances(name, remote).is_empty();
+        if !unreachable {
+            self.remote_without_mtls.remove(name);
+        } else if self.remote_without_mtls.insert(name.clone()) {
+            warn!(
+                mesh = name,
+                "other zones offer services in this mesh, but cross-zone traffic needs mTLS: enable an mTLS backend on the Mesh to reach them"
+            );
+        }
     }
 
     /// When the earliest certificate is due for renewal (far away when none).
@@ -425,6 +453,9 @@ impl Feed {
             None => None,
         };
         let mut present = BTreeSet::new();
+        if let Some(mesh) = &mesh {
+            self.report_remote_without_mtls(mesh, certs.is_some());
+        }
         // The mesh's endpoints are indexed once for all its proxies.
         let index = match &mesh {
             Some(mesh) => {

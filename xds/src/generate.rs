@@ -434,6 +434,15 @@ impl MeshIndex {
             })
     }
 
+    /// Whether some endpoint of the outbound cluster `destination` is
+    /// another zone's ingress.
+    fn has_remote(&self, destination: &Destination) -> bool {
+        self.endpoints
+            .in_subset(&destination.service, &destination.tags)
+            .iter()
+            .any(|i| i.remote_zone.is_some())
+    }
+
     /// The load assignment of the outbound cluster `destination`.
     fn load_assignment(&self, destination: &Destination) -> std::sync::Arc<ClusterLoadAssignment> {
         let mut assignments = self
@@ -612,6 +621,10 @@ pub fn generate_indexed(
                 .entry(destination.cluster.clone())
                 .or_insert_with(|| {
                     let mut cluster = outbound_cluster(destination, protocol, &route.load_balancer);
+                    if mesh_index.has_remote(destination) {
+                        cluster.outlier_detection =
+                            Some(crate::endpoints::remote_outlier_detection());
+                    }
                     if mtls.is_some() {
                         cluster.transport_socket = Some(tls::upstream(
                             &mesh.meta.name,

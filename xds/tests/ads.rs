@@ -263,7 +263,7 @@ async fn unknown_node_waits_for_its_snapshot() {
 async fn a_first_request_without_a_valid_node_id_is_refused() {
     let cache = SnapshotCache::new();
     let addr = start(cache, Arc::new(Recorder::default())).await;
-    for id in ["", "no-dot", ".web", "default."] {
+    for id in ["", "no-dot", ".", "default."] {
         let mut client = Client::connect(&addr).await;
         let mut first = first_request(CLUSTER_TYPE_URL);
         if let Some(node) = first.node.as_mut() {

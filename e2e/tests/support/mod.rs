@@ -15,6 +15,7 @@
 pub mod apps;
 pub mod dp;
 pub mod sidecar;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -317,6 +318,8 @@ pub struct ZoneOptions {
     pub token: Token,
     /// Dials the global; `false` starts a standalone zone control plane.
     pub federated: bool,
+    /// More `KUMA_*` settings.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ZoneOptions {
@@ -324,6 +327,7 @@ impl Default for ZoneOptions {
         ZoneOptions {
             token: Token::Own,
             federated: true,
+            env: Vec::new(),
         }
     }
 }
@@ -447,6 +451,7 @@ impl Federation {
         let options = ZoneOptions {
             token: Token::None,
             federated: false,
+            env: Vec::new(),
         };
         let mut zone_env = federation.zone_env(name, &options);
         zone_env.extend(env);
@@ -502,6 +507,7 @@ impl Federation {
         ));
         // UDP and TCP; a TCP port free now is almost always free for UDP too.
         env.push(("KUMA_DNS_SERVER_PORT".into(), free_port().to_string()));
+        env.extend(options.env.iter().cloned());
         if !options.federated {
             return env;
         }

@@ -58,6 +58,36 @@ impl Sidecar {
         yaml: &str,
         token: &str,
     ) -> Sidecar {
+        Sidecar::launch(federation, zone, name, &["--mesh", mesh], yaml, token)
+    }
+
+    /// `kuma-dp run --proxy-type ingress` for the ZoneIngress `yaml` against zone `zone`,
+    /// with `token` (a zone token of scope `ingress`).
+    pub fn start_ingress(
+        federation: &Federation,
+        zone: &str,
+        name: &str,
+        yaml: &str,
+        token: &str,
+    ) -> Sidecar {
+        Sidecar::launch(
+            federation,
+            zone,
+            name,
+            &["--proxy-type", "ingress"],
+            yaml,
+            token,
+        )
+    }
+
+    fn launch(
+        federation: &Federation,
+        zone: &str,
+        name: &str,
+        kind_args: &[&str],
+        yaml: &str,
+        token: &str,
+    ) -> Sidecar {
         let dir = federation.dir().join("sidecars").join(name);
         std::fs::create_dir_all(&dir).expect("sidecar dir");
         let token_file = dir.join("token");
@@ -73,31 +103,23 @@ impl Sidecar {
         );
         let admin = admin_port.to_string();
         let envoy = envoy_binary();
-        let dp = KumaDp::start(
-            &dir,
-            &[
-                "run",
-                "--cp-address",
-                &cp,
-                "--name",
-                name,
-                "--mesh",
-                mesh,
-                "--dataplane-token-file",
-                &token_file,
-                "--dataplane-file",
-                &dataplane_file,
-                "--admin-port",
-                &admin,
-                "--binary-path",
-                &envoy,
-                "--work-dir",
-                &work,
-                "--drain-time",
-                "1s",
-            ],
-            &[],
-        );
+        let mut args = vec!["run", "--cp-address", &cp, "--name", name];
+        args.extend_from_slice(kind_args);
+        args.extend_from_slice(&[
+            "--dataplane-token-file",
+            &token_file,
+            "--dataplane-file",
+            &dataplane_file,
+            "--admin-port",
+            &admin,
+            "--binary-path",
+            &envoy,
+            "--work-dir",
+            &work,
+            "--drain-time",
+            "1s",
+        ]);
+        let dp = KumaDp::start(&dir, &args, &[]);
         Sidecar {
             name: name.to_string(),
             admin_port,
