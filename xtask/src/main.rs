@@ -1,9 +1,12 @@
 //! Developer tasks for kuma-rs, run as `cargo xtask <task>` instead of shell scripts.
-//! `cargo xtask test` is the one command that checks everything (CI runs it); `cargo xtask pg`
-//! hands a developer a throwaway PostgreSQL; `cargo xtask envoy` the Envoy the tests use.
+//! `cargo xtask lab` runs the local multi-zone lab (a global, two zones, their ingresses and a
+//! cross-zone demo); `cargo xtask test` is the one command that checks everything (CI runs
+//! it); `cargo xtask pg` hands a developer a throwaway PostgreSQL; `cargo xtask envoy` the
+//! Envoy the tests use. Tasks start and stop programs; they hold no product code.
 
 mod cmd;
 mod envoy;
+mod lab;
 mod pg;
 mod tidy;
 
@@ -21,6 +24,11 @@ use clap::Parser;
     about = "Developer tasks for kuma-rs"
 )]
 enum Task {
+    /// Run the local multi-zone lab: build, then start a global, zone-1 and zone-2 with a zone
+    /// ingress each, and a frontend in zone-1 calling a backend in zone-2 (kuma-dp + Envoy
+    /// sidecars); print the addresses and the cross-zone curl; stop everything on Ctrl-C.
+    /// See docs/lab.md.
+    Lab(lab::LabArgs),
     /// Run every check CI runs: rustfmt, clippy, tidy, then all tests (cargo-nextest) and doc
     /// tests against PostgreSQL (DATABASE_URL, else a throwaway one) and Envoy 1.40
     /// (ENVOY_BINARY, as `cargo xtask envoy` finds it).
@@ -41,6 +49,7 @@ enum Task {
 fn main() -> ExitCode {
     let task = Task::parse();
     let result = cmd::install_interrupt_handler().and_then(|()| match task {
+        Task::Lab(args) => lab::run(&args, &workspace_root()),
         Task::Test { nextest_args } => test(&nextest_args),
         Task::Pg => pg(),
         Task::Envoy => envoy(),
@@ -183,6 +192,11 @@ fn test(nextest_args: &[String]) -> Result<()> {
     // dir. Cargo builds a package's binaries when its integration tests are built, and each of
     // these packages (global, zone, ctl, dp) has a `tests/` dir, so `--workspace` builds them
     // all before any test runs. A new binary used by e2e needs an integration test too.
+    // The lab test (e2e/tests/lab.rs) runs `<target>/debug/xtask` itself, which has no
+    // integration test: build it explicitly (a no-op when `cargo xtask` just built it).
+    steps.run("xtask binary", || {
+        cmd::run(&mut cargo(&root, &["build", "--quiet", "-p", "xtask"]))
+    })?;
     if nextest {
         steps.run("tests (nextest)", || {
             let mut command = cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]);
