@@ -1,9 +1,11 @@
 //! Developer tasks for kuma-rs, run as `cargo xtask <task>` instead of shell scripts.
 //! `cargo xtask test` is the one command that checks everything (CI runs it); `cargo xtask pg`
-//! hands a developer a throwaway PostgreSQL; `cargo xtask envoy` the Envoy the tests use.
+//! hands a developer a throwaway PostgreSQL; `cargo xtask envoy` the Envoy the tests use;
+//! `cargo xtask images` the container images of the docker-compose lab (compose/).
 
 mod cmd;
 mod envoy;
+mod images;
 mod pg;
 mod tidy;
 
@@ -36,6 +38,10 @@ enum Task {
     Envoy,
     /// Run only the tidy checks (crate docs, layering).
     Tidy,
+    /// Build the images of the docker-compose lab (compose/) from local material: a Debian
+    /// base made with debootstrap when missing, PostgreSQL from Debian's packages, and ours
+    /// from release binaries and Envoy. Images whose inputs did not change are kept.
+    Images(images::Options),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,7 @@ fn main() -> ExitCode {
         Task::Pg => pg(),
         Task::Envoy => envoy(),
         Task::Tidy => tidy::run(&workspace_root()),
+        Task::Images(options) => images::run(&workspace_root(), &options),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
