@@ -27,7 +27,7 @@ while :; do
 	waiting="$(unhealthy)"
 	[ -z "$waiting" ] && break
 	if [ "$(elapsed)" -ge "$health_deadline" ]; then
-		echo "check: FAILED: not healthy after ${health_deadline}s:" $waiting >&2
+		echo "check: FAILED: not healthy after ${health_deadline}s: $(echo "$waiting" | tr '\n' ' ')" >&2
 		$compose ps >&2
 		exit 1
 	fi

@@ -52,7 +52,11 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	for f in /docker-entrypoint-initdb.d/*; do
 		case "$f" in
 			*.sql) echo "running $f"; psql --quiet --no-psqlrc --set ON_ERROR_STOP=1 --username="$user" --dbname="$db" --file="$f" ;;
-			*.sh) echo "running $f"; . "$f" ;;
+			*.sh)
+				echo "running $f"
+				# shellcheck source=/dev/null
+				. "$f"
+				;;
 			*) ;;
 		esac
 	done
