@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod containers;
 pub mod dp;
 pub mod sidecar;
 pub mod traffic;
@@ -910,8 +911,23 @@ pub async fn metric(
     name: &str,
     labels: &[(&str, &str)],
 ) -> Option<f64> {
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let text = http.get(&url).send().await.ok()?.text().await.ok()?;
+    metric_at(
+        http,
+        &format!("http://127.0.0.1:{port}/metrics"),
+        name,
+        labels,
+    )
+    .await
+}
+
+/// As [`metric`], from the Prometheus text at `url`.
+pub async fn metric_at(
+    http: &reqwest::Client,
+    url: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| sample(line, name, labels))
