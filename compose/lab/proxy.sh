@@ -4,11 +4,10 @@
 #
 # - The template variable `address` is this container's IP address on the lab network, so a
 #   Dataplane or ZoneIngress file can say `address: {{ address }}`.
-# - 127.0.0.1:5678 is relayed to the zone's xDS server: the zone's bootstrap tells Envoy to
-#   dial 127.0.0.1 for xDS. (Remove the relay once the zone advertises a reachable xDS host.)
+# - Envoy dials xDS on the host kuma-dp reached the bootstrap server on ($ZONE_CP), as the
+#   zone's bootstrap says.
 set -eu
 : "${ZONE_CP:?ZONE_CP must name the zone control plane}"
 address="$(hostname -i | awk '{ print $1 }')"
-socat "TCP-LISTEN:5678,bind=127.0.0.1,fork,reuseaddr" "TCP:$ZONE_CP:5678" &
-echo "proxy.sh: address $address; relaying 127.0.0.1:5678 to $ZONE_CP:5678"
+echo "proxy.sh: address $address; control plane $ZONE_CP"
 exec kuma-dp run --cp-address "http://$ZONE_CP:5682" --dataplane-var "address=$address" "$@"

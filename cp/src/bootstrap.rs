@@ -54,7 +54,8 @@ pub const FEATURE_DELTA_GRPC: &str = "feature-delta-grpc";
 /// What the bootstrap needs to know about this control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootstrapSettings {
-    /// Host name or IP address proxies dial for xDS.
+    /// Host name or IP address proxies dial for xDS; empty: the host of the
+    /// request (the address kuma-dp reached this server on), else 127.0.0.1.
     pub xds_host: String,
     pub xds_port: u16,
     /// Whether the xDS server is served over TLS.
@@ -446,6 +447,28 @@ async fn upsert(
     )))
 }
 
+/// The xDS host of the bootstrap: `configured`, else the host of the
+/// request's `Host` header (without its port; an IPv6 address without its
+/// brackets), else 127.0.0.1.
+fn xds_host(configured: &str, headers: &HeaderMap) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|authority| authority.parse::<axum::http::uri::Authority>().ok())
+        .map(|authority| {
+            authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .filter(|host| !host.is_empty());
+    host.unwrap_or_else(|| "127.0.0.1".to_string())
+}
+
 fn respond(
     state: &BootstrapState,
     headers: &HeaderMap,
@@ -464,7 +487,7 @@ fn respond(
         None
     };
     let xds = XdsServer {
-        host: settings.xds_host.clone(),
+        host: xds_host(&settings.xds_host, headers),
         port: settings.xds_port,
         tls_ca_pem,
     };
@@ -724,6 +747,26 @@ mod tests {
         let (status, body) = post(&f.app, &dataplane.to_string(), false).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(body.contains("expected a ZoneIngress"), "{body}");
+    }
+
+    #[test]
+    fn the_xds_host_is_the_setting_else_the_host_kuma_dp_dialled() {
+        let headers = |host: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(host) = host {
+                headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            }
+            headers
+        };
+        assert_eq!(
+            xds_host("cp.example", &headers(Some("zone-1:5682"))),
+            "cp.example"
+        );
+        assert_eq!(xds_host("", &headers(Some("zone-1:5682"))), "zone-1");
+        assert_eq!(xds_host("", &headers(Some("10.0.0.7"))), "10.0.0.7");
+        assert_eq!(xds_host("", &headers(Some("[fd00::1]:5682"))), "fd00::1");
+        assert_eq!(xds_host("", &headers(None)), "127.0.0.1");
+        assert_eq!(xds_host("", &headers(Some("bad host!"))), "127.0.0.1");
     }
 
     #[tokio::test]

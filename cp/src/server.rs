@@ -423,9 +423,10 @@ async fn start_dataplane_servers(
         }
     });
 
+    let params = &config.bootstrap_server.params;
     let settings = BootstrapSettings {
-        xds_host: "127.0.0.1".to_owned(),
-        xds_port: xds_addr.port(),
+        xds_host: params.xds_host.clone(),
+        xds_port: params.xds_port.unwrap_or(xds_addr.port()),
         tls: false,
         ca_pem: None,
         require_token,

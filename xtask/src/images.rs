@@ -61,6 +61,21 @@ pub struct Options {
     pub mirror: String,
 }
 
+impl Options {
+    /// The defaults of `cargo xtask images` (the mirror from `DEBIAN_MIRROR` when set).
+    pub fn defaults() -> Options {
+        Options {
+            base_image: "debian:bookworm-slim".to_owned(),
+            postgres_image: "postgres:15".to_owned(),
+            tag: "latest".to_owned(),
+            mirror: std::env::var("DEBIAN_MIRROR")
+                .ok()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "http://deb.debian.org/debian".to_owned()),
+        }
+    }
+}
+
 /// A binary copied into an image: built by cargo in `package`, or Envoy.
 #[derive(Clone, Copy)]
 enum Binary {
@@ -566,6 +581,34 @@ mod tests {
         let path = dir.join(name);
         fs::write(&path, text).expect("write");
         (name.to_owned(), path)
+    }
+
+    #[test]
+    fn the_test_task_uses_the_command_line_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: Options,
+        }
+        let parsed = Cli::try_parse_from(["images"])
+            .expect("defaults parse")
+            .options;
+        let defaults = Options::defaults();
+        assert_eq!(
+            (
+                parsed.base_image,
+                parsed.postgres_image,
+                parsed.tag,
+                parsed.mirror
+            ),
+            (
+                defaults.base_image,
+                defaults.postgres_image,
+                defaults.tag,
+                defaults.mirror
+            )
+        );
     }
 
     #[test]

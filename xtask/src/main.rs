@@ -204,6 +204,16 @@ fn test(nextest_args: &[String]) -> Result<()> {
     steps.run("xtask binary", || {
         cmd::run(&mut cargo(&root, &["build", "--quiet", "-p", "xtask"]))
     })?;
+    // The docker-compose lab (compose/): its images from local material, then the lab up,
+    // checked, through every fault script, and down. The container tests need the images.
+    let images = steps.run("images", || {
+        images::run(&root, &images::Options::defaults())
+    })?;
+    if images.is_some() {
+        steps.run("compose lab (up, check, faults, down)", || {
+            cmd::run(&mut Command::new(root.join("compose").join("ci.sh")))
+        })?;
+    }
     if nextest {
         steps.run("tests (nextest)", || {
             let mut command = cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]);
@@ -211,6 +221,10 @@ fn test(nextest_args: &[String]) -> Result<()> {
                 .args(nextest_args)
                 .env("DATABASE_URL", postgres.url())
                 .env(envoy::ENV, &envoy.path);
+            if images.is_some() {
+                // The images are there: the container tests must run, not skip.
+                command.env("KUMA_E2E_REQUIRE_DOCKER", "1");
+            }
             cmd::run(&mut command)
         })?;
         steps.run("doc tests", || {

@@ -369,6 +369,18 @@ pub struct XdsServer {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BootstrapServer {
     pub port: u16,
+    /// `bootstrapServer.params`: what the bootstrap tells proxies.
+    pub params: BootstrapServerParams,
+}
+
+/// `bootstrapServer.params`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct BootstrapServerParams {
+    /// `xdsHost`: the host proxies dial for xDS; empty: the host kuma-dp reached the
+    /// bootstrap server on.
+    pub xds_host: String,
+    /// `xdsPort`: the port proxies dial for xDS; unset: `xdsServer.grpcPort`.
+    pub xds_port: Option<u16>,
 }
 
 /// `dpServer`: how the zone's dataplane server treats proxies.
@@ -529,7 +541,10 @@ impl Default for Config {
                 dataplane_status_flush_interval: Interval::from_secs(10),
                 dataplane_deregistration_delay: Duration::from_secs(10),
             },
-            bootstrap_server: BootstrapServer { port: 5682 },
+            bootstrap_server: BootstrapServer {
+                port: 5682,
+                params: BootstrapServerParams::default(),
+            },
             dp_server: DpServer {
                 dp_proxy_auth: DpProxyAuthType::DpToken,
             },

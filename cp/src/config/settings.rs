@@ -652,6 +652,20 @@ pub static SETTINGS: &[Setting] = &[
         "16682",
         "Port of the bootstrap server"
     ),
+    setting!(
+        "bootstrapServer.params.xdsHost",
+        KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_HOST,
+        bootstrap_server.params.xds_host,
+        "zone-1.example.com",
+        "Host the bootstrap tells proxies to dial for xDS; empty: the host kuma-dp reached the bootstrap server on (its `--cp-address`)"
+    ),
+    setting!(
+        "bootstrapServer.params.xdsPort",
+        KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_PORT,
+        bootstrap_server.params.xds_port,
+        "15678",
+        "Port the bootstrap tells proxies to dial for xDS; empty: `xdsServer.grpcPort`"
+    ),
     // dpServer
     setting!(
         "dpServer.authn.dpProxy.type",
