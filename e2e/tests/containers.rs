@@ -22,8 +22,9 @@
 //!    by a handful, not by the full set (30 or so) sent since zone-1 first connected.
 //!
 //! Skipped with a message when Docker does not answer or an image is missing, unless
-//! `KUMA_E2E_REQUIRE_DOCKER` is set (`cargo xtask test` builds the images first and sets it). The
-//! images hold release binaries: rebuild them (`cargo xtask images`) to test a change.
+//! `KUMA_E2E_REQUIRE_DOCKER` is set (`cargo xtask test` builds the images first and sets
+//! it). The images hold release binaries: rebuild them (`cargo xtask images`) to test a
+//! change.
 
 mod support;
 
@@ -38,7 +39,7 @@ use testcontainers::core::{AccessMode, Mount};
 use testcontainers::{ContainerRequest, GenericImage, Healthcheck, ImageExt};
 
 use support::containers::{DockerLab, docker_or_skip, removed_on_termination};
-use support::{eventually, metric_at};
+use support::{eventually, get_json_opt, metric_at};
 
 const IMAGES: &[&str] = &["kuma-global", "kuma-zone", "kuma-dp", "kumactl", "demo-app"];
 const ZONES: [&str; 2] = ["zone-1", "zone-2"];
@@ -519,21 +520,11 @@ destinations:
     )
 }
 
+/// GET `url` as JSON; 404 is an error too.
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let response = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    if !status.is_success() {
-        return Err(format!("GET {url}: {status}: {body}"));
-    }
-    serde_json::from_str(&body).map_err(|e| format!("GET {url}: not JSON ({e}): {body}"))
+    get_json_opt(http, url)
+        .await?
+        .ok_or_else(|| format!("GET {url}: 404"))
 }
 
 fn api(ip: IpAddr, port: u16) -> String {

@@ -876,7 +876,8 @@ impl Drop for Federation {
     }
 }
 
-async fn get_json_opt(http: &reqwest::Client, url: &str) -> Result<Option<Value>, String> {
+/// GET `url` as JSON; `None` on 404.
+pub async fn get_json_opt(http: &reqwest::Client, url: &str) -> Result<Option<Value>, String> {
     let r = http
         .get(url)
         .send()
