@@ -244,6 +244,9 @@ fn test(nextest_args: &[String]) -> Result<()> {
                 .args(nextest_args)
                 .env("DATABASE_URL", postgres.url())
                 .env(envoy::ENV, &envoy.path);
+            if images.is_some() {
+                command.env("KUMA_E2E_REQUIRE_DOCKER", "1");
+            }
             cmd::run(&mut command)
         })?;
     }
