@@ -408,8 +408,21 @@ async fn upsert(
     token: Option<&str>,
     dataplane: Resource,
 ) -> Result<Resource, BootstrapRequestError> {
+    upsert_with(state, dataplane, token, |_, new| new).await
+}
+
+/// Creates `resource`, or replaces the stored one with what `replacing`
+/// makes of (stored, `resource`) (e.g. carrying fields over), only when the
+/// dataplane `token`, if given, also holds for the stored one; an unchanged
+/// spec and labels write nothing. A concurrent write is retried.
+pub(crate) async fn upsert_with(
+    state: &BootstrapState,
+    resource: Resource,
+    token: Option<&str>,
+    replacing: impl Fn(&Resource, Resource) -> Resource,
+) -> Result<Resource, BootstrapRequestError> {
     const ATTEMPTS: usize = 3;
-    let key = dataplane.key();
+    let key = resource.key();
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let existing = match state.store.get(&key).await {
@@ -422,22 +435,22 @@ async fn upsert(
                 if let Some(token) = token {
                     check_token(state, token, &existing).await?;
                 }
-                if existing.spec == dataplane.spec && existing.meta.labels == dataplane.meta.labels
-                {
+                let mut update = replacing(&existing, resource.clone());
+                if existing.spec == update.spec && existing.meta.labels == update.meta.labels {
                     return Ok(existing);
                 }
-                let mut update = dataplane.clone();
                 update.meta.version = existing.meta.version;
                 state.store.update(update).await
             }
-            None => state.store.create(dataplane.clone(), None).await,
+            None => state.store.create(resource.clone(), None).await,
         };
         match result {
             Ok(stored) => return Ok(stored),
-            Err(e @ (StoreError::Conflict { .. } | StoreError::AlreadyExists(_))) => {
-                last = Some(e);
-            }
-            Err(e @ StoreError::NotFound(_)) => last = Some(e),
+            Err(
+                e @ (StoreError::Conflict { .. }
+                | StoreError::AlreadyExists(_)
+                | StoreError::NotFound(_)),
+            ) => last = Some(e),
             Err(e) => return Err(BootstrapRequestError::Internal(format!("store: {e}"))),
         }
     }
@@ -493,15 +506,8 @@ fn respond(
     };
     let internal =
         |e: xds::bootstrap::BootstrapError| BootstrapRequestError::Internal(e.to_string());
-    let mut params = match request.kind {
-        ProxyKind::Dataplane => {
-            BootstrapParams::for_dataplane(dataplane, xds, request.token.clone())
-        }
-        ProxyKind::Ingress => {
-            BootstrapParams::for_zone_ingress(dataplane, xds, request.token.clone())
-        }
-    }
-    .map_err(internal)?;
+    let mut params =
+        BootstrapParams::for_dataplane(dataplane, xds, request.token.clone()).map_err(internal)?;
     if let Some(port) = request.admin_port {
         params.admin_port = port;
     }

@@ -16,7 +16,7 @@
 use model::{Resource, ResourceKey, ResourceType, Spec};
 use store::StoreError;
 
-use crate::bootstrap::{BootstrapRequest, BootstrapRequestError, BootstrapState, bad};
+use crate::bootstrap::{BootstrapRequest, BootstrapRequestError, BootstrapState, bad, upsert_with};
 
 /// The ZoneIngress the request names, registered when inline.
 pub(crate) async fn zone_ingress(
@@ -99,39 +99,12 @@ async fn upsert(
     state: &BootstrapState,
     ingress: Resource,
 ) -> Result<Resource, BootstrapRequestError> {
-    const ATTEMPTS: usize = 3;
-    let key = ingress.key();
-    let mut last = None;
-    for _ in 0..ATTEMPTS {
-        let result = match state.store.get(&key).await {
-            Ok(existing) => {
-                let mut update = ingress.clone();
-                if let (Spec::ZoneIngress(new), Spec::ZoneIngress(old)) =
-                    (&mut update.spec, &existing.spec)
-                {
-                    new.available_services.clone_from(&old.available_services);
-                }
-                if update.spec == existing.spec && update.meta.labels == existing.meta.labels {
-                    return Ok(existing);
-                }
-                update.meta.version = existing.meta.version;
-                state.store.update(update).await
-            }
-            Err(StoreError::NotFound(_)) => state.store.create(ingress.clone(), None).await,
-            Err(e) => return Err(BootstrapRequestError::Internal(format!("store: {e}"))),
-        };
-        match result {
-            Ok(stored) => return Ok(stored),
-            Err(
-                e @ (StoreError::Conflict { .. }
-                | StoreError::AlreadyExists(_)
-                | StoreError::NotFound(_)),
-            ) => last = Some(e),
-            Err(e) => return Err(BootstrapRequestError::Internal(format!("store: {e}"))),
+    // The token (a zone token) was checked already.
+    upsert_with(state, ingress, None, |existing, mut new| {
+        if let (Spec::ZoneIngress(new), Spec::ZoneIngress(old)) = (&mut new.spec, &existing.spec) {
+            new.available_services.clone_from(&old.available_services);
         }
-    }
-    Err(BootstrapRequestError::Internal(format!(
-        "store: {}",
-        last.map(|e| e.to_string()).unwrap_or_default()
-    )))
+        new
+    })
+    .await
 }

@@ -142,6 +142,33 @@ async fn tally(http: &reqwest::Client, port: u16, count: usize) -> BTreeMap<Stri
     seen
 }
 
+/// Waits until `count` GETs in a row through `port` all answer from `instance`.
+async fn wait_only(http: &reqwest::Client, port: u16, instance: &str, count: usize, what: &str) {
+    eventually(DEADLINE, what, async || {
+        let seen = tally(http, port, count).await;
+        if seen.get(instance) == Some(&count) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+}
+
+/// Waits until some of 30 GETs through `port` answer from an instance in `zone`.
+async fn wait_zone_answers(http: &reqwest::Client, port: u16, zone: &str, what: &str) {
+    let suffix = format!("@{zone}");
+    eventually(DEADLINE, what, async || {
+        let seen = tally(http, port, 30).await;
+        if seen.keys().any(|k| k.ends_with(&suffix)) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn e2e_crosszone_call_through_the_ingress_over_mtls() {
     let mut lab = Lab::start().await;
@@ -298,45 +325,27 @@ async fn e2e_crosszone_traffic_follows_instances_and_fails_over() {
         GLOBAL,
         &format!("{MESH_MTLS}routing:\n  localityAwareLoadBalancing: true\n"),
     );
-    eventually(
-        DEADLINE,
+    wait_only(
+        &http,
+        outbound,
+        "backend-1@zone-1",
+        30,
         "locality-aware: all traffic in zone-1",
-        async || {
-            let seen = tally(&http, outbound, 30).await;
-            if seen.get("backend-1@zone-1") == Some(&30) {
-                Ok(())
-            } else {
-                Err(format!("{seen:?}"))
-            }
-        },
     )
     .await;
     fed.apply(GLOBAL, MESH_MTLS);
-    eventually(DEADLINE, "both zones answer again", async || {
-        let seen = tally(&http, outbound, 30).await;
-        if seen.keys().any(|k| k.ends_with("@zone-2")) {
-            Ok(())
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
-    .await;
+    wait_zone_answers(&http, outbound, "zone-2", "both zones answer again").await;
 
     // All of zone-2 goes away (control plane and ingress; the global still lists the ingress):
     // zone-1's sidecar ejects the dead ingress and keeps the traffic local.
     lab.federation.kill("zone-2");
     drop(lab.ingresses.remove("zone-2"));
-    eventually(
-        DEADLINE,
+    wait_only(
+        &http,
+        outbound,
+        "backend-1@zone-1",
+        20,
         "all traffic in zone-1 with zone-2 gone",
-        async || {
-            let seen = tally(&http, outbound, 20).await;
-            if seen.get("backend-1@zone-1") == Some(&20) {
-                Ok(())
-            } else {
-                Err(format!("{seen:?}"))
-            }
-        },
     )
     .await;
     let seen = tally(&http, outbound, 100).await;
@@ -351,28 +360,19 @@ async fn e2e_crosszone_traffic_follows_instances_and_fails_over() {
     lab.federation.wait_online("zone-2", DEADLINE).await;
     let ingress_2 = Sidecar::zone_ingress(&lab.federation, "zone-2");
     ingress_2.wait_live().await;
-    eventually(DEADLINE, "traffic reaches zone-2 again", async || {
-        let seen = tally(&http, outbound, 30).await;
-        if seen.keys().any(|k| k.ends_with("@zone-2")) {
-            Ok(())
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
-    .await;
+    wait_zone_answers(&http, outbound, "zone-2", "traffic reaches zone-2 again").await;
 
     // zone-2's instances stop: once zone-2 has told the others, all traffic stays in zone-1
     // and no request fails.
     drop(remote_a);
     drop(remote_b);
-    eventually(DEADLINE, "all traffic in zone-1", async || {
-        let seen = tally(&http, outbound, 20).await;
-        if seen.get("backend-1@zone-1") == Some(&20) {
-            Ok(())
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
+    wait_only(
+        &http,
+        outbound,
+        "backend-1@zone-1",
+        20,
+        "all traffic in zone-1",
+    )
     .await;
     let seen = tally(&http, outbound, 200).await;
     assert_eq!(

@@ -140,25 +140,25 @@ impl Lab {
     /// SIGINT, as Ctrl-C in a terminal, then waits for the exit.
     fn interrupt(&mut self) -> ExitStatus {
         signal(self.child.id(), "INT");
-        let start = Instant::now();
-        loop {
+        let mut status = None;
+        let _ = poll_until(DOWN, || {
             while let Ok(line) = self.lines.try_recv() {
                 self.output.push(line);
             }
-            if let Some(status) = self.child.try_wait().expect("wait for the lab") {
-                // The rest of the output (the reader threads end with the pipes).
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-                    self.output.push(line);
-                }
-                return status;
-            }
-            assert!(
-                start.elapsed() < DOWN,
+            status = self.child.try_wait().expect("wait for the lab");
+            status.map(|_| ()).ok_or_else(String::new)
+        });
+        let Some(status) = status else {
+            panic!(
                 "the lab did not exit within {DOWN:?} of SIGINT:\n{}",
                 self.transcript()
             );
-            std::thread::sleep(Duration::from_millis(100));
+        };
+        // The rest of the output (the reader threads end with the pipes).
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.output.push(line);
         }
+        status
     }
 }
 
@@ -168,15 +168,14 @@ impl Drop for Lab {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             signal(self.child.id(), "INT");
-            let start = Instant::now();
-            while start.elapsed() < DOWN {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            let exited = poll_until(DOWN, || match self.child.try_wait() {
+                Ok(Some(_)) => Ok(()),
+                _ => Err(String::new()),
+            });
+            if exited.is_err() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -244,19 +243,28 @@ fn processes_naming(dir: &Path) -> Vec<String> {
     found
 }
 
-/// Polls `check` every 100 ms until it returns `Ok`; fails with `what` after `deadline`.
-fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() -> Result<(), String>) {
+/// Polls `check` every 100 ms until it returns `Ok`; after `deadline`, its last `Err`.
+fn poll_until(
+    deadline: Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) -> Result<(), String> {
     let start = Instant::now();
     loop {
         let last = match check() {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
             Err(why) => why,
         };
-        assert!(
-            start.elapsed() < deadline,
-            "{what}: not within {deadline:?}; last: {last}"
-        );
+        if start.elapsed() >= deadline {
+            return Err(last);
+        }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// [`poll_until`], failing the test with `what` after `deadline`.
+fn eventually(deadline: Duration, what: &str, check: impl FnMut() -> Result<(), String>) {
+    if let Err(last) = poll_until(deadline, check) {
+        panic!("{what}: not within {deadline:?}; last: {last}");
     }
 }
 

@@ -203,70 +203,46 @@ pub struct BootstrapParams {
 /// Kuma's node metadata key of an inline Dataplane (JSON text).
 pub const DATAPLANE_RESOURCE_METADATA: &str = "dataplane.resource";
 
-impl BootstrapParams {
-    /// The parameters for a Dataplane resource: mesh and name from its meta,
-    /// the service from [`node_cluster`], Kuma's default admin address and
-    /// port (overridden by the Dataplane's `networking.admin.port`).
-    pub fn for_dataplane(
-        dataplane: &Resource,
-        xds: XdsServer,
-        token: Option<String>,
-    ) -> Result<BootstrapParams, BootstrapError> {
-        let Spec::Dataplane(dp) = &dataplane.spec else {
-            return Err(invalid(
-                "type",
-                format!("{} is not a Dataplane", dataplane.kind()),
-            ));
-        };
-        let admin_port = dp
-            .networking
-            .as_ref()
-            .and_then(|n| n.admin.as_ref())
-            .map(|a| a.port)
-            .filter(|p| *p != 0)
-            .unwrap_or(DEFAULT_ADMIN_PORT);
-        Ok(BootstrapParams {
-            mesh: dataplane.meta.mesh.clone(),
-            name: dataplane.meta.name.clone(),
-            service: node_cluster(dataplane),
-            token,
-            xds,
-            api_type: AdsApiType::Grpc,
-            admin_address: DEFAULT_ADMIN_ADDRESS.to_string(),
-            admin_port,
-            dataplane_resource: None,
-        })
-    }
-}
-
 /// `node.cluster` of a zone ingress (which has no mesh: its node id is `.{name}`).
 pub const ZONE_INGRESS_CLUSTER: &str = "ingress";
 
 impl BootstrapParams {
-    /// The parameters for a ZoneIngress resource: no mesh, the name from its
-    /// meta, the admin port from `networking.admin.port` (else Kuma's default).
-    pub fn for_zone_ingress(
-        ingress: &Resource,
+    /// The parameters for a proxy resource, Kuma's default admin address and
+    /// the admin port of its `networking.admin.port` (else Kuma's default):
+    /// a Dataplane (mesh and name from its meta, the service from
+    /// [`node_cluster`]) or a ZoneIngress (no mesh, node cluster
+    /// [`ZONE_INGRESS_CLUSTER`]).
+    pub fn for_dataplane(
+        proxy: &Resource,
         xds: XdsServer,
         token: Option<String>,
     ) -> Result<BootstrapParams, BootstrapError> {
-        let Spec::ZoneIngress(zi) = &ingress.spec else {
-            return Err(invalid(
-                "type",
-                format!("{} is not a ZoneIngress", ingress.kind()),
-            ));
+        let (mesh, service, admin) = match &proxy.spec {
+            Spec::Dataplane(dp) => (
+                proxy.meta.mesh.clone(),
+                node_cluster(proxy),
+                dp.networking.as_ref().and_then(|n| n.admin.as_ref()),
+            ),
+            Spec::ZoneIngress(zi) => (
+                String::new(),
+                ZONE_INGRESS_CLUSTER.to_string(),
+                zi.networking.as_ref().and_then(|n| n.admin.as_ref()),
+            ),
+            _ => {
+                return Err(invalid(
+                    "type",
+                    format!("{} is neither a Dataplane nor a ZoneIngress", proxy.kind()),
+                ));
+            }
         };
-        let admin_port = zi
-            .networking
-            .as_ref()
-            .and_then(|n| n.admin.as_ref())
+        let admin_port = admin
             .map(|a| a.port)
             .filter(|p| *p != 0)
             .unwrap_or(DEFAULT_ADMIN_PORT);
         Ok(BootstrapParams {
-            mesh: String::new(),
-            name: ingress.meta.name.clone(),
-            service: ZONE_INGRESS_CLUSTER.to_string(),
+            mesh,
+            name: proxy.meta.name.clone(),
+            service,
             token,
             xds,
             api_type: AdsApiType::Grpc,
