@@ -1,5 +1,5 @@
 //! What the global and the zone control plane share: the config tree ([`config`], Kuma's
-//! names and `KUMA_*` variables), the REST API, diagnostics, tokens, KDS TLS material and the
+//! names and `KUMA_*` variables), the REST API, the GUI ([`gui`]), diagnostics, tokens, KDS TLS material and the
 //! server that runs them ([`server`]), which also wires in the KDS rooms ([`kds`]).
 //!
 //! This crate holds no sync (KDS) and no xDS logic: those live in their own crates and take
@@ -13,6 +13,7 @@ pub mod config;
 pub mod defaults;
 pub mod diagnostics;
 pub mod dns;
+pub mod gui;
 mod ingress_bootstrap;
 pub mod kds;
 pub mod mads;

@@ -135,7 +135,16 @@ pub async fn run(
     } else {
         tokens::TokensState::new(store.clone())
     };
-    let app = api::router_with(state, tokens::router().with_state(tokens_state.clone()));
+    let gui_enabled = config.api_server.gui.enabled;
+    let gui_settings = crate::gui::GuiSettings {
+        base: match config.api_server.gui.base_path.trim_end_matches('/') {
+            "" => "/gui".to_string(),
+            base => base.to_string(),
+        },
+        mode,
+        zone: config.multizone.zone.name.clone(),
+        version: VERSION.to_string(),
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -151,6 +160,7 @@ pub async fn run(
         },
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    let mut zone_link = None;
     match mode {
         CpMode::Global => {
             readiness.register("kds");
@@ -167,7 +177,7 @@ pub async fn run(
             readiness.set_ready("kds", true);
         }
         CpMode::FederatedZone => {
-            if let Some((_link, task)) = crate::kds::start_zone(
+            if let Some((link, task)) = crate::kds::start_zone(
                 &config,
                 store.clone(),
                 &mut registry,
@@ -176,6 +186,7 @@ pub async fn run(
             )
             .await?
             {
+                zone_link = Some(link);
                 servers.spawn(async move {
                     let _ = task.await;
                     Ok(())
@@ -184,6 +195,17 @@ pub async fn run(
         }
         CpMode::Standalone => {}
     }
+    let mut extra = tokens::router().with_state(tokens_state.clone());
+    if gui_enabled {
+        let live = crate::gui::Live::start(store.clone(), stop_rx.clone());
+        extra = extra.merge(crate::gui::router(crate::gui::GuiState {
+            store: store.clone(),
+            live,
+            settings: Arc::new(gui_settings),
+            link: zone_link,
+        }));
+    }
+    let app = api::router_with(state, extra);
     if matches!(mode, CpMode::Standalone | CpMode::FederatedZone) {
         readiness.register("xds-server");
         start_dataplane_servers(

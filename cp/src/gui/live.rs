@@ -1,0 +1,183 @@
+//! Live updates: one task per control plane follows the store's change feed and publishes
+//! the newest revision on a watch channel; every open page listens on `GET {gui}/events`
+//! (server-sent events) and reloads its `<main>` when the revision moves. The same task keeps
+//! each zone's lag history (from the ZoneInsights it sees change) for the zone charts.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use model::{Resource, ResourceKey, ResourceType, Spec};
+use store::{ListQuery, ResourceStore, StoreError};
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+
+use super::svg::Sample;
+
+/// Samples kept per zone (at one per ZoneInsight write, minutes of history).
+pub const HISTORY: usize = 240;
+
+/// The live state shared by the GUI handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct Live {
+    revision: watch::Receiver<u64>,
+    stop: watch::Receiver<bool>,
+    history: Arc<Mutex<HashMap<String, VecDeque<Sample>>>>,
+}
+
+impl Live {
+    /// Starts following `store`; the task ends when `stop` turns true.
+    pub fn start(store: Arc<dyn ResourceStore>, stop: watch::Receiver<bool>) -> Live {
+        let (tx, rx) = watch::channel(0);
+        let live = Live {
+            revision: rx,
+            stop: stop.clone(),
+            history: Arc::default(),
+        };
+        tokio::spawn(follow(store, tx, live.history.clone(), stop));
+        live
+    }
+
+    /// A Live that never changes (handler tests).
+    pub fn fixed(revision: u64) -> Live {
+        let (tx, rx) = watch::channel(revision);
+        let (stop_tx, stop) = watch::channel(false);
+        // Keep the senders alive for the process: the channels then never close.
+        std::mem::forget(tx);
+        std::mem::forget(stop_tx);
+        Live {
+            revision: rx,
+            stop,
+            history: Arc::default(),
+        }
+    }
+
+    /// The newest revision seen.
+    pub fn revision(&self) -> u64 {
+        *self.revision.borrow()
+    }
+
+    /// A zone's lag samples, oldest first.
+    pub fn history(&self, zone: &str) -> Vec<Sample> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history
+            .get(zone)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records a sample (the follower and tests).
+    pub fn record(&self, zone: &str, sample: Sample) {
+        record(&self.history, zone, sample);
+    }
+
+    /// `GET {gui}/events`: `event: revision` with the revision now and at every change, a
+    /// keep-alive comment every 15 s; the stream ends when the control plane stops.
+    pub fn events(&self) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+        let mut stop = self.stop.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let stream = WatchStream::new(self.revision.clone())
+            .map(|revision| {
+                Ok(Event::default()
+                    .event("revision")
+                    .data(revision.to_string())
+                    .retry(Duration::from_secs(1)))
+            })
+            .take_until(stopped);
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    }
+}
+
+fn record(history: &Mutex<HashMap<String, VecDeque<Sample>>>, zone: &str, sample: Sample) {
+    let mut history = history.lock().unwrap_or_else(|e| e.into_inner());
+    let samples = history.entry(zone.to_string()).or_default();
+    samples.push_back(sample);
+    while samples.len() > HISTORY {
+        samples.pop_front();
+    }
+}
+
+/// The lag sample a ZoneInsight holds, if it has any lag figures.
+pub fn sample_of(insight: &Resource, at: SystemTime) -> Option<Sample> {
+    let Spec::ZoneInsight(i) = &insight.spec else {
+        return None;
+    };
+    let sync = i.kds_sync.as_ref()?;
+    let g2z = sync.global_to_zone.unwrap_or_default();
+    let z2g = sync.zone_to_global.unwrap_or_default();
+    Some(Sample {
+        at,
+        global_to_zone_seconds: g2z.seconds,
+        global_to_zone_revisions: g2z.revisions,
+        zone_to_global_seconds: z2g.seconds,
+        zone_to_global_revisions: z2g.revisions,
+    })
+}
+
+/// Follows the change feed until `stop`, starting over (after a pause) when the feed ends
+/// with an error it does not retry itself (compaction, say).
+async fn follow(
+    store: Arc<dyn ResourceStore>,
+    tx: watch::Sender<u64>,
+    history: Arc<Mutex<HashMap<String, VecDeque<Sample>>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let run = follow_once(store.as_ref(), &tx, &history);
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            result = run => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "GUI live updates: the change feed failed; starting over");
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn follow_once(
+    store: &dyn ResourceStore,
+    tx: &watch::Sender<u64>,
+    history: &Mutex<HashMap<String, VecDeque<Sample>>>,
+) -> Result<(), StoreError> {
+    let start = store.revision().await?;
+    let now = SystemTime::now();
+    for insight in store
+        .list(&ListQuery::all(ResourceType::ZoneInsight))
+        .await?
+        .items
+    {
+        if let Some(sample) = sample_of(&insight, now) {
+            record(history, &insight.meta.name, sample);
+        }
+    }
+    tx.send_replace(start);
+    let mut feed = store.changes(start);
+    while let Some(event) = feed.next().await {
+        let event = match event {
+            Ok(event) => event,
+            // The feed retries an unreachable backend itself.
+            Err(StoreError::Unavailable { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if event.kind == ResourceType::ZoneInsight {
+            let key = ResourceKey::global(ResourceType::ZoneInsight, event.name.clone());
+            if let Ok(Some(stored)) = store.get_stored(&key).await
+                && let Some(sample) = sample_of(&stored.resource, SystemTime::now())
+            {
+                record(history, &event.name, sample);
+            }
+        }
+        tx.send_replace(event.revision);
+    }
+    Ok(())
+}
