@@ -182,9 +182,14 @@ impl Drop for Lab {
 
 /// `GET url` (`http://127.0.0.1:PORT/`): status and body.
 fn get(url: &str) -> Result<(u16, String), String> {
-    let port: u16 = url
-        .trim_start_matches("http://127.0.0.1:")
-        .trim_end_matches('/')
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .ok_or_else(|| format!("not a loopback URL: {url}"))?;
+    let (port, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let port: u16 = port
         .parse()
         .map_err(|_| format!("not a loopback URL: {url}"))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -195,7 +200,7 @@ fn get(url: &str) -> Result<(u16, String), String> {
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "GET / HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
     )
     .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
@@ -272,6 +277,12 @@ fn eventually(deadline: Duration, what: &str, check: impl FnMut() -> Result<(), 
 /// 0, nothing left behind.
 fn round(state: &Path, base: u16) {
     let mut lab = Lab::start(state, base);
+    let gui = lab.wait_line(UP, |line| line.trim_start().starts_with("GUI "));
+    let gui = gui
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     let curl = lab.wait_line(UP, |line| line.trim_start().starts_with("curl http://"));
     let url = curl.trim().trim_start_matches("curl ").to_string();
     lab.wait_line(UP, |line| line.contains("cross-zone path ready"));
@@ -282,6 +293,32 @@ fn round(state: &Path, base: u16) {
             (200, body) if body.contains("backend") && body.contains("zone-2") => Ok(()),
             (status, body) => Err(format!("{status}: {body}")),
         },
+    );
+
+    // The printed GUI address shows both zones online, the cross-zone path and the backend
+    // reached through zone-2's ingress.
+    eventually(
+        Duration::from_secs(30),
+        "the GUI's overview shows both zones and the cross-zone path",
+        || {
+            let (status, body) = get(&gui)?;
+            let want = [
+                r#"data-kind="zone" data-name="zone-1" data-status="online""#,
+                r#"data-kind="zone" data-name="zone-2" data-status="online""#,
+                r#"<tr data-path="frontend-1-backend">"#,
+            ];
+            match want.iter().find(|w| !body.contains(**w)) {
+                None if status == 200 => Ok(()),
+                missing => Err(format!("{status}, missing {missing:?}")),
+            }
+        },
+    );
+    let (status, services) = get(&format!("{gui}/services")).expect("the GUI's services");
+    assert_eq!(status, 200);
+    assert!(
+        services.contains(r#"<tr data-service="backend" data-zone="zone-2">"#)
+            && services.contains("ingress-2 ("),
+        "{services}"
     );
 
     let status = lab.interrupt();

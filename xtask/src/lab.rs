@@ -773,12 +773,16 @@ impl Lab {
             "\nthe lab is up (state dir {})\n",
             self.state.display()
         );
-        // The index names the GUI's path; a build may not serve it yet.
         let gui_note = match http::get(api, "/gui") {
             Ok(response) if response.status < 400 => "",
-            _ => "  (not served by this build yet)",
+            _ => "  (not answering: see .lab/logs/global.log)",
         };
-        let _ = writeln!(out, "  GUI  http://127.0.0.1:{api}/gui{gui_note}");
+        let _ = writeln!(
+            out,
+            "  GUI  http://127.0.0.1:{api}/gui{gui_note}  (each zone's own: http://127.0.0.1:{}/gui, http://127.0.0.1:{}/gui)",
+            self.ports.zone(FRONTEND_ZONE, Port::Api),
+            self.ports.zone(BACKEND_ZONE, Port::Api)
+        );
         let _ = writeln!(out, "  API  http://127.0.0.1:{api}/");
         let _ = writeln!(
             out,

@@ -15,8 +15,8 @@ use super::GuiState;
 use super::data::Inventory;
 use super::svg::{self, Chart, Topology};
 use super::view::{
-    self, DataplaneDetail, DataplaneFilter, DataplaneRow, Health, IngressRow, LagView, MeshRow,
-    PolicyItem, PolicyType, ServiceRow, ZoneDetail, ZoneRow,
+    self, CrossZonePath, DataplaneDetail, DataplaneFilter, DataplaneRow, Health, IngressRow,
+    LagView, MeshRow, PolicyItem, PolicyType, ServiceRow, ZoneDetail, ZoneRow,
 };
 
 /// What every page's frame shows.
@@ -159,7 +159,8 @@ impl GuiState {
             }
             CpMode::Standalone => None,
         };
-        svg::topology(hub, zones, &ingresses, &self.settings.base, global)
+        let paths = view::cross_zone_paths(inv, self.local(), SystemTime::now());
+        svg::topology(hub, zones, &ingresses, &paths, &self.settings.base, global)
     }
 }
 
@@ -231,6 +232,7 @@ pub struct OverviewPage {
     topology: Topology,
     counts: Vec<Count>,
     zones: Vec<ZoneRow>,
+    paths: Vec<CrossZonePath>,
     policies: Vec<(String, &'static str, usize)>,
 }
 
@@ -309,6 +311,7 @@ pub async fn overview(State(state): State<GuiState>) -> PageResult<OverviewPage>
         topology,
         counts,
         zones,
+        paths: view::cross_zone_paths(&inv, &local, now),
         policies: policies
             .iter()
             .map(|p| (p.name.to_string(), p.plural, p.items.len()))

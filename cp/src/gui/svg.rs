@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use super::view::{Health, IngressRow, ZoneRow, short_duration};
+use super::view::{CrossZonePath, Health, IngressRow, ZoneRow, short_duration};
 
 /// A box of the topology.
 #[derive(Clone, Debug)]
@@ -45,6 +45,16 @@ pub struct Edge {
     pub health: Health,
 }
 
+/// A cross-zone path drawn from the calling zone to the ingress it goes through: `d` is an
+/// SVG path (numbers only).
+#[derive(Clone, Debug)]
+pub struct PathLine {
+    pub d: String,
+    pub label: String,
+    pub label_x: i32,
+    pub label_y: i32,
+}
+
 /// The topology picture.
 #[derive(Clone, Debug)]
 pub struct Topology {
@@ -52,11 +62,12 @@ pub struct Topology {
     pub height: i32,
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
+    pub paths: Vec<PathLine>,
 }
 
-const ZONE_W: i32 = 190;
+const ZONE_W: i32 = 210;
 const ZONE_H: i32 = 64;
-const GAP: i32 = 30;
+const GAP: i32 = 70;
 const INGRESS_H: i32 = 44;
 
 /// Global on top, its zones in a row (coloured by status, with their lag), each zone's
@@ -66,11 +77,12 @@ pub fn topology(
     hub: Option<(String, Health, String)>,
     zones: &[ZoneRow],
     ingresses: &[IngressRow],
+    paths: &[CrossZonePath],
     base: &str,
     zone_links: bool,
 ) -> Topology {
     let columns = zones.len().max(1) as i32;
-    let width = (columns * (ZONE_W + GAP) + GAP).max(640);
+    let width = (columns * (ZONE_W + GAP) + GAP).max(760);
     let left = (width - (columns * (ZONE_W + GAP) - GAP)) / 2;
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
@@ -113,7 +125,7 @@ pub fn topology(
                 health: zone.health,
             });
         }
-        let mut y = zone_y + ZONE_H + 40;
+        let mut y = zone_y + ZONE_H + 60;
         for ingress in ingresses.iter().filter(|g| g.zone == zone.name) {
             let ingress_node = Node {
                 x: x + 10,
@@ -122,13 +134,13 @@ pub fn topology(
                 h: INGRESS_H,
                 kind: "ingress",
                 name: ingress.display.clone(),
-                detail: format!("ingress · {} services", ingress.services.len()),
+                detail: format!("ingress · {}", ingress.services_count()),
                 health: ingress.health,
                 href: format!("{base}/zone-ingresses"),
             };
             edges.push(Edge {
                 x1: node.cx(),
-                y1: if y == zone_y + ZONE_H + 40 {
+                y1: if y == zone_y + ZONE_H + 60 {
                     node.y + node.h
                 } else {
                     y - 10
@@ -143,6 +155,46 @@ pub fn topology(
         }
         nodes.push(node);
     }
+    let mut lines = Vec::new();
+    for path in paths {
+        let from = nodes
+            .iter()
+            .find(|n| n.kind == "zone" && n.name == path.from_zone);
+        let to = nodes
+            .iter()
+            .find(|n| n.kind == "ingress" && n.name == path.via);
+        let (Some(from), Some(to)) = (from, to) else {
+            continue;
+        };
+        let rightwards = to.cx() > from.cx();
+        let sx = if rightwards {
+            from.x + from.w * 3 / 4
+        } else {
+            from.x + from.w / 4
+        };
+        let sy = from.y + from.h;
+        let (ex, ey) = if rightwards {
+            (to.x, to.y + to.h / 2)
+        } else {
+            (to.x + to.w, to.y + to.h / 2)
+        };
+        let bend = if rightwards { -40 } else { 40 };
+        lines.push(PathLine {
+            d: format!("M {sx} {sy} C {sx} {} {} {ey} {ex} {ey}", ey, ex + bend),
+            label: format!(
+                "{} ({}) → {} through {}",
+                path.from, path.from_zone, path.service, path.via
+            ),
+            label_x: width / 2,
+            label_y: 0,
+        });
+    }
+    for (i, line) in lines.iter_mut().enumerate() {
+        line.label_y = bottom + 24 + 18 * i as i32;
+    }
+    if let Some(last) = lines.last() {
+        bottom = last.label_y + 6;
+    }
     if let Some(hub) = hub_node {
         nodes.push(hub);
     }
@@ -151,6 +203,7 @@ pub fn topology(
         height: bottom + 20,
         nodes,
         edges,
+        paths: lines,
     }
 }
 
@@ -300,6 +353,7 @@ mod tests {
         let t = topology(
             Some(("global".into(), Health::Online, String::new())),
             &zones,
+            &[],
             &[],
             "/gui",
             true,

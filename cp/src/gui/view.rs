@@ -674,7 +674,12 @@ pub fn dataplane_detail(
                                 .as_ref()
                                 .map(|e| e.version.clone())
                                 .unwrap_or_default();
-                            format!("kuma-dp {dp}, envoy {envoy}")
+                            [("kuma-dp", dp), ("envoy", envoy)]
+                                .into_iter()
+                                .filter(|(_, v)| !v.is_empty())
+                                .map(|(what, v)| format!("{what} {v}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         })
                         .unwrap_or_default();
                     XdsRow {
@@ -712,7 +717,7 @@ pub fn dataplane_detail(
                 m.certificate_regenerations
             )
         })
-        .unwrap_or_else(|| "-".into());
+        .unwrap_or_else(|| "not reported".into());
     Some(DataplaneDetail {
         row,
         tags,
@@ -736,7 +741,20 @@ pub struct IngressRow {
     pub address: String,
     pub advertised: String,
     pub health: Health,
+    /// `mesh/service{tags} ×instances`, one per available service entry.
     pub services: Vec<String>,
+    /// The (mesh, service) pairs it carries.
+    pub carries: BTreeSet<(String, String)>,
+}
+
+impl IngressRow {
+    /// `1 service`, `3 services`.
+    pub fn services_count(&self) -> String {
+        match self.carries.len() {
+            1 => "1 service".into(),
+            n => format!("{n} services"),
+        }
+    }
 }
 
 /// Every ZoneIngress with the services it carries; `local` is this CP's zone.
@@ -789,7 +807,17 @@ pub fn ingresses(inv: &Inventory, local: &str) -> Vec<IngressRow> {
                     format!("{}/{service}{extra} ×{}", s.mesh, s.instances)
                 })
                 .collect();
+            let carries = z
+                .available_services
+                .iter()
+                .filter_map(|s| {
+                    s.tags
+                        .get(labels::tags::SERVICE)
+                        .map(|name| (s.mesh.clone(), name.clone()))
+                })
+                .collect();
             Some(IngressRow {
+                carries,
                 name: r.meta.name.clone(),
                 display: display_name(r).to_string(),
                 zone: zone_of(r, local).to_string(),
@@ -1077,4 +1105,80 @@ fn redact(value: &mut serde_json::Value) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
         _ => {}
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Cross-zone paths
+
+/// A dataplane calling a service whose instances run in another zone: the request leaves
+/// `from_zone`, enters `to_zone` through `via` (that zone's ingress) and lands on one of
+/// `instances`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrossZonePath {
+    pub mesh: String,
+    pub from: String,
+    pub from_zone: String,
+    pub service: String,
+    pub to_zone: String,
+    /// The ingress's display name.
+    pub via: String,
+    pub instances: u32,
+}
+
+/// Every cross-zone path the explicit outbounds of the known dataplanes take.
+pub fn cross_zone_paths(inv: &Inventory, local: &str, now: SystemTime) -> Vec<CrossZonePath> {
+    let services = services(inv, local, now);
+    let ingresses = ingresses(inv, local);
+    let mut paths = BTreeSet::new();
+    for r in inv.all(ResourceType::Dataplane) {
+        let Spec::Dataplane(dp) = &r.spec else {
+            continue;
+        };
+        let from_zone = zone_of(r, local);
+        let Some(networking) = dp.networking.as_ref() else {
+            continue;
+        };
+        for outbound in &networking.outbound {
+            let Some(service) = outbound.tags.get(labels::tags::SERVICE) else {
+                continue;
+            };
+            let Some(row) = services
+                .iter()
+                .find(|s| s.mesh == r.meta.mesh && s.name == *service)
+            else {
+                continue;
+            };
+            for zone in row.zones.iter().filter(|z| z.zone != from_zone) {
+                let wanted = (r.meta.mesh.clone(), service.clone());
+                for ingress in ingresses
+                    .iter()
+                    .filter(|i| i.zone == zone.zone && i.carries.contains(&wanted))
+                {
+                    paths.insert((
+                        r.meta.mesh.clone(),
+                        display_name(r).to_string(),
+                        from_zone.to_string(),
+                        service.clone(),
+                        zone.zone.clone(),
+                        ingress.display.clone(),
+                        zone.instances,
+                    ));
+                }
+            }
+        }
+    }
+    paths
+        .into_iter()
+        .map(
+            |(mesh, from, from_zone, service, to_zone, via, instances)| CrossZonePath {
+                mesh,
+                from,
+                from_zone,
+                service,
+                to_zone,
+                via,
+                instances,
+            },
+        )
+        .collect()
 }

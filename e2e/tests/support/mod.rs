@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod browser;
 pub mod containers;
 pub mod dp;
 pub mod sidecar;

@@ -12,11 +12,21 @@
   var wanted = shown;
   var busy = false;
   var timer = null;
+  var last = 0;
+  // At most two refreshes a second, however fast the store changes.
+  var MIN_GAP_MS = 500;
+
+  function interacting() {
+    var active = document.activeElement;
+    return active && active.closest && active.closest("main form") !== null;
+  }
 
   function refresh() {
     timer = null;
-    if (busy) { schedule(); return; }
+    var wait = last + MIN_GAP_MS - Date.now();
+    if (busy || wait > 0 || interacting()) { schedule(Math.max(wait, 250)); return; }
     busy = true;
+    last = Date.now();
     var target = wanted;
     fetch(window.location.href, { headers: { "Accept": "text/html" }, cache: "no-store" })
       .then(function (response) { return response.text(); })
@@ -38,8 +48,8 @@
       });
   }
 
-  function schedule() {
-    if (timer === null) { timer = window.setTimeout(refresh, 150); }
+  function schedule(delay) {
+    if (timer === null) { timer = window.setTimeout(refresh, delay || 100); }
   }
 
   function connect() {
@@ -54,5 +64,5 @@
   }
   connect();
   // Times ("12s ago") age even when nothing changes: refresh quietly twice a minute.
-  window.setInterval(schedule, 30000);
+  window.setInterval(function () { schedule(); }, 30000);
 })();
