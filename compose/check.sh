@@ -54,3 +54,27 @@ if ! printf '%s' "$answer" | grep -q 'URI=spiffe://default/frontend'; then
 	exit 1
 fi
 echo "check: cross-zone call OK after $(elapsed)s"
+
+# The GUI of the global (published on 127.0.0.1:5681) shows both zones online and the
+# cross-zone path, as a user opening it would see.
+if command -v curl >/dev/null 2>&1; then
+	gui_start=$(date +%s)
+	echo "check: the GUI at http://127.0.0.1:5681/gui shows both zones online and the cross-zone path (deadline ${call_deadline}s)"
+	while :; do
+		page="$(curl -fsS -m 5 http://127.0.0.1:5681/gui 2>&1 || true)"
+		if printf '%s' "$page" | grep -q 'data-name="zone-1" data-status="online"' \
+			&& printf '%s' "$page" | grep -q 'data-name="zone-2" data-status="online"' \
+			&& printf '%s' "$page" | grep -q '<tr data-path="frontend-backend">'; then
+			break
+		fi
+		if [ $(($(date +%s) - gui_start)) -ge "$call_deadline" ]; then
+			echo "check: FAILED: the GUI does not show both zones online and the path within ${call_deadline}s" >&2
+			printf '%s\n' "$page" | grep -E 'data-status|data-path' >&2 || true
+			exit 1
+		fi
+		sleep 1
+	done
+	echo "check: GUI OK"
+else
+	echo "check: curl not found on this host: GUI check skipped"
+fi

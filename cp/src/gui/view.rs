@@ -466,13 +466,19 @@ fn dataplane_health(
 
 /// Every Dataplane; `local` names this control plane's zone (empty on the global).
 pub fn dataplanes(inv: &Inventory, local: &str, _now: SystemTime) -> Vec<DataplaneRow> {
+    let insights = inv.index(ResourceType::DataplaneInsight);
     inv.all(ResourceType::Dataplane)
         .iter()
         .filter_map(|r| {
             let Spec::Dataplane(dp) = &r.spec else {
                 return None;
             };
-            let insight = dataplane_insight(inv, &r.meta.mesh, &r.meta.name);
+            let insight = insights
+                .get(&(r.meta.mesh.as_str(), r.meta.name.as_str()))
+                .and_then(|i| match &i.spec {
+                    Spec::DataplaneInsight(i) => Some(i),
+                    _ => None,
+                });
             let networking = dp.networking.as_ref();
             let (services, kind) = match networking.and_then(|n| n.gateway.as_ref()) {
                 Some(g) => (
@@ -1128,6 +1134,10 @@ pub struct CrossZonePath {
 /// Every cross-zone path the explicit outbounds of the known dataplanes take.
 pub fn cross_zone_paths(inv: &Inventory, local: &str, now: SystemTime) -> Vec<CrossZonePath> {
     let services = services(inv, local, now);
+    let services: std::collections::HashMap<(&str, &str), &ServiceRow> = services
+        .iter()
+        .map(|s| ((s.mesh.as_str(), s.name.as_str()), s))
+        .collect();
     let ingresses = ingresses(inv, local);
     let mut paths = BTreeSet::new();
     for r in inv.all(ResourceType::Dataplane) {
@@ -1142,10 +1152,7 @@ pub fn cross_zone_paths(inv: &Inventory, local: &str, now: SystemTime) -> Vec<Cr
             let Some(service) = outbound.tags.get(labels::tags::SERVICE) else {
                 continue;
             };
-            let Some(row) = services
-                .iter()
-                .find(|s| s.mesh == r.meta.mesh && s.name == *service)
-            else {
+            let Some(row) = services.get(&(r.meta.mesh.as_str(), service.as_str())) else {
                 continue;
             };
             for zone in row.zones.iter().filter(|z| z.zone != from_zone) {
