@@ -15,8 +15,8 @@ use super::GuiState;
 use super::data::Inventory;
 use super::svg::{self, Chart, Topology};
 use super::view::{
-    self, CrossZonePath, DataplaneDetail, DataplaneFilter, DataplaneRow, Health, IngressRow,
-    LagView, MeshRow, PolicyItem, PolicyType, ServiceRow, ZoneDetail, ZoneRow,
+    self, CrossZonePath, DataplaneDetail, DataplaneFilter, DataplaneRow, Digest, Health,
+    IngressRow, LagView, MeshRow, PolicyItem, PolicyType, ServiceRow, ZoneDetail, ZoneRow,
 };
 
 /// What every page's frame shows.
@@ -76,13 +76,13 @@ impl GuiState {
 
     /// The zones the overview and topology show: every Zone on the global; on a zone, this
     /// zone (with its link's lag) and the other zones its ingresses list reveal.
-    fn zone_rows(&self, inv: &Inventory, now: SystemTime) -> Vec<ZoneRow> {
+    fn zone_rows(&self, inv: &Inventory, digest: &Digest, now: SystemTime) -> Vec<ZoneRow> {
         if self.settings.mode == CpMode::Global {
-            return view::zones(inv, now);
+            return view::zones(inv, &digest.dataplanes, now);
         }
         let local = self.local().to_string();
-        let dataplanes = view::dataplanes(inv, &local, now);
-        let ingresses = view::ingresses(inv, &local);
+        let dataplanes = &digest.dataplanes;
+        let ingresses = &digest.ingresses;
         let link = self.link.as_ref().map(|l| l.state());
         let mut rows = vec![ZoneRow {
             name: local.clone(),
@@ -132,8 +132,8 @@ impl GuiState {
         rows
     }
 
-    fn topology(&self, inv: &Inventory, zones: &[ZoneRow]) -> Topology {
-        let ingresses = view::ingresses(inv, self.local());
+    fn topology(&self, inv: &Inventory, digest: &Digest, zones: &[ZoneRow]) -> Topology {
+        let ingresses = &digest.ingresses;
         let global = self.settings.mode == CpMode::Global;
         let hub = match self.settings.mode {
             CpMode::Global => Some((
@@ -159,8 +159,8 @@ impl GuiState {
             }
             CpMode::Standalone => None,
         };
-        let paths = view::cross_zone_paths(inv, self.local(), SystemTime::now());
-        svg::topology(hub, zones, &ingresses, &paths, &self.settings.base, global)
+        let paths = view::cross_zone_paths(inv, self.local(), digest);
+        svg::topology(hub, zones, ingresses, &paths, &self.settings.base, global)
     }
 }
 
@@ -240,10 +240,11 @@ pub async fn overview(State(state): State<GuiState>) -> PageResult<OverviewPage>
     let now = SystemTime::now();
     let inv = state.inventory(&view::policy_kinds()).await?;
     let local = state.local().to_string();
-    let zones = state.zone_rows(&inv, now);
-    let dataplanes = view::dataplanes(&inv, &local, now);
-    let services = view::services(&inv, &local, now);
-    let ingresses = view::ingresses(&inv, &local);
+    let digest = Digest::new(&inv, &local, now);
+    let zones = state.zone_rows(&inv, &digest, now);
+    let dataplanes = &digest.dataplanes;
+    let services = &digest.services;
+    let ingresses = &digest.ingresses;
     let policies = view::policies(&inv);
     let base = &state.settings.base;
     let mut counts = vec![
@@ -305,13 +306,13 @@ pub async fn overview(State(state): State<GuiState>) -> PageResult<OverviewPage>
             },
         );
     }
-    let topology = state.topology(&inv, &zones);
+    let topology = state.topology(&inv, &digest, &zones);
     Ok(OverviewPage {
         frame: state.frame("Overview", "overview"),
         topology,
         counts,
         zones,
-        paths: view::cross_zone_paths(&inv, &local, now),
+        paths: view::cross_zone_paths(&inv, &local, &digest),
         policies: policies
             .iter()
             .map(|p| (p.name.to_string(), p.plural, p.items.len()))
@@ -340,7 +341,8 @@ pub struct LinkView {
 pub async fn zones(State(state): State<GuiState>) -> PageResult<ZonesPage> {
     let now = SystemTime::now();
     let inv = state.inventory(&[]).await?;
-    let zones = state.zone_rows(&inv, now);
+    let digest = Digest::new(&inv, state.local(), now);
+    let zones = state.zone_rows(&inv, &digest, now);
     let link = state.link.as_ref().map(|l| {
         let s = l.state();
         LinkView {
@@ -421,7 +423,7 @@ pub async fn meshes(State(state): State<GuiState>) -> PageResult<MeshesPage> {
     let inv = state.inventory(&view::policy_kinds()).await?;
     Ok(MeshesPage {
         frame: state.frame("Meshes", "meshes"),
-        meshes: view::meshes(&inv, state.local(), SystemTime::now()),
+        meshes: view::meshes(&inv, &Digest::new(&inv, state.local(), SystemTime::now())),
     })
 }
 
@@ -439,7 +441,8 @@ pub async fn mesh(State(state): State<GuiState>, Path(name): Path<String>) -> Pa
     let now = SystemTime::now();
     let inv = state.inventory(&view::policy_kinds()).await?;
     let local = state.local().to_string();
-    let Some(mesh) = view::meshes(&inv, &local, now)
+    let digest = Digest::new(&inv, &local, now);
+    let Some(mesh) = view::meshes(&inv, &digest)
         .into_iter()
         .find(|m| m.name == name)
     else {
@@ -456,7 +459,8 @@ pub async fn mesh(State(state): State<GuiState>, Path(name): Path<String>) -> Pa
         .unwrap_or_default();
     Ok(MeshPage {
         frame: state.frame(format!("Mesh {name}"), "meshes"),
-        services: view::services(&inv, &local, now)
+        services: digest
+            .services
             .into_iter()
             .filter(|s| s.mesh == name)
             .collect(),
@@ -494,6 +498,11 @@ pub struct DataplanesPage {
     filter: DataplaneFilter,
     rows: Vec<DataplaneRow>,
     total: usize,
+    matching: usize,
+    /// `first–last` of the rows shown (1-based), or empty.
+    shown: String,
+    previous: Option<String>,
+    next: Option<String>,
     meshes: Vec<String>,
     zones: Vec<String>,
     services: Vec<String>,
@@ -519,12 +528,35 @@ pub async fn dataplanes(
     let zones = sorted(all.iter().map(|d| d.zone.clone()).collect());
     let services = sorted(all.iter().flat_map(|d| d.services.clone()).collect());
     let total = all.len();
-    let rows = all.into_iter().filter(|d| filter.matches(d)).collect();
+    let matching: Vec<DataplaneRow> = all.into_iter().filter(|d| filter.matches(d)).collect();
+    let count = matching.len();
+    let offset = if filter.offset < count {
+        filter.offset
+    } else {
+        0
+    };
+    let rows: Vec<DataplaneRow> = matching
+        .into_iter()
+        .skip(offset)
+        .take(view::DATAPLANES_PER_PAGE)
+        .collect();
+    let link = |at: usize| format!("{}/dataplanes?{}", state.settings.base, filter.query_at(at));
+    let previous = (offset > 0).then(|| link(offset.saturating_sub(view::DATAPLANES_PER_PAGE)));
+    let next = (offset + rows.len() < count).then(|| link(offset + rows.len()));
+    let shown = if rows.is_empty() {
+        String::new()
+    } else {
+        format!("{}–{}", offset + 1, offset + rows.len())
+    };
     Ok(DataplanesPage {
         frame: state.frame("Dataplanes", "dataplanes"),
         filter,
         rows,
         total,
+        matching: count,
+        shown,
+        previous,
+        next,
         meshes,
         zones,
         services,

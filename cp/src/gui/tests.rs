@@ -470,3 +470,39 @@ async fn live_follows_the_change_feed_and_samples_zone_lag() {
     assert_eq!(live.history("zone-1")[0].global_to_zone_revisions, 3);
     let _ = stop_tx.send(true);
 }
+
+#[tokio::test]
+async fn the_dataplane_list_pages_and_keeps_its_filter_in_the_links() {
+    let mut resources = vec![builders::mesh("default")];
+    for i in 0..250 {
+        resources.extend(synced_dataplane(
+            "zone-1",
+            &format!("web-{i:03}"),
+            "web",
+            true,
+        ));
+    }
+    resources.extend(synced_dataplane("zone-2", "api-1", "api", true));
+    let app = app(store_with(resources).await, CpMode::Global, "");
+    let (status, _, body) = get(&app, "/gui/dataplanes?zone=zone-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("250 of 251 dataplanes, showing 1–100."),
+        "{body}"
+    );
+    assert_eq!(body.matches("<tr data-dataplane=").count(), 100);
+    assert!(
+        body.contains(r#"<a href="/gui/dataplanes?zone=zone-1&#38;offset=100" rel="next">"#),
+        "{body}"
+    );
+    assert!(!body.contains(r#"rel="prev""#));
+    let (_, _, body) = get(&app, "/gui/dataplanes?zone=zone-1&offset=200").await;
+    assert!(body.contains("showing 201–250."), "{body}");
+    assert_eq!(body.matches("<tr data-dataplane=").count(), 50);
+    assert!(body.contains(r#"<tr data-dataplane="default/web-249""#));
+    assert!(body.contains(r#"href="/gui/dataplanes?zone=zone-1&#38;offset=100" rel="prev""#));
+    assert!(!body.contains(r#"rel="next""#));
+    // Past the end: the first page.
+    let (_, _, body) = get(&app, "/gui/dataplanes?zone=zone-1&offset=9999").await;
+    assert!(body.contains("showing 1–100."));
+}

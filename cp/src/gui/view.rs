@@ -131,6 +131,26 @@ pub fn zone_of<'a>(r: &'a Resource, local: &'a str) -> &'a str {
     }
 }
 
+/// The rows most pages derive from, computed once per request: every dataplane with its
+/// status, every ingress, every service.
+pub struct Digest {
+    pub dataplanes: Vec<DataplaneRow>,
+    pub ingresses: Vec<IngressRow>,
+    pub services: Vec<ServiceRow>,
+}
+
+impl Digest {
+    pub fn new(inv: &Inventory, local: &str, now: SystemTime) -> Digest {
+        let dataplanes = dataplanes(inv, local, now);
+        let services = services_of(inv, local, &dataplanes);
+        Digest {
+            ingresses: ingresses(inv, local),
+            dataplanes,
+            services,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Zones
 
@@ -247,8 +267,7 @@ fn zone_insight<'a>(inv: &'a Inventory, zone: &str) -> Option<&'a model::system_
 }
 
 /// Every Zone, with its insight, dataplane counts and ingresses (global).
-pub fn zones(inv: &Inventory, now: SystemTime) -> Vec<ZoneRow> {
-    let dataplanes = dataplanes(inv, "", now);
+pub fn zones(inv: &Inventory, dataplanes: &[DataplaneRow], now: SystemTime) -> Vec<ZoneRow> {
     inv.all(ResourceType::Zone)
         .iter()
         .map(|zone| {
@@ -299,7 +318,9 @@ pub fn zones(inv: &Inventory, now: SystemTime) -> Vec<ZoneRow> {
 
 /// One zone's detail; `None` when no such Zone.
 pub fn zone_detail(inv: &Inventory, name: &str, now: SystemTime) -> Option<ZoneDetail> {
-    let row = zones(inv, now).into_iter().find(|z| z.name == name)?;
+    let row = zones(inv, &dataplanes(inv, "", now), now)
+        .into_iter()
+        .find(|z| z.name == name)?;
     let insight = zone_insight(inv, name);
     let subscriptions = insight
         .map(|i| {
@@ -397,7 +418,8 @@ impl DataplaneRow {
     }
 }
 
-/// A dataplane list filter (query parameters `mesh`, `zone`, `service`, `status`; empty = any).
+/// A dataplane list filter (query parameters `mesh`, `zone`, `service`, `status`; empty = any)
+/// and the page shown (`offset`, pages of [`DATAPLANES_PER_PAGE`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(default)]
 pub struct DataplaneFilter {
@@ -405,9 +427,31 @@ pub struct DataplaneFilter {
     pub zone: String,
     pub service: String,
     pub status: String,
+    pub offset: usize,
 }
 
+/// Rows on one page of the dataplane list.
+pub const DATAPLANES_PER_PAGE: usize = 100;
+
 impl DataplaneFilter {
+    /// The query string of this filter at `offset`, values percent-encoded.
+    pub fn query_at(&self, offset: usize) -> String {
+        let mut pairs: Vec<String> = [
+            ("mesh", &self.mesh),
+            ("zone", &self.zone),
+            ("service", &self.service),
+            ("status", &self.status),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", path_segment(v)))
+        .collect();
+        if offset > 0 {
+            pairs.push(format!("offset={offset}"));
+        }
+        pairs.join("&")
+    }
+
     pub fn matches(&self, row: &DataplaneRow) -> bool {
         (self.mesh.is_empty() || row.mesh == self.mesh)
             && (self.zone.is_empty() || row.zone == self.zone)
@@ -883,10 +927,15 @@ impl ServiceRow {
 /// control plane holds and, for zones whose Dataplanes it does not hold (another zone, seen
 /// from a zone), from the instance counts their ingresses advertise.
 pub fn services(inv: &Inventory, local: &str, now: SystemTime) -> Vec<ServiceRow> {
+    services_of(inv, local, &dataplanes(inv, local, now))
+}
+
+/// [`services`] from dataplane rows already built.
+pub fn services_of(inv: &Inventory, local: &str, dataplanes: &[DataplaneRow]) -> Vec<ServiceRow> {
     // (mesh, service) -> zone -> instances
     let mut table: BTreeMap<(String, String), BTreeMap<String, ZoneInstances>> = BTreeMap::new();
     let mut zones_with_dataplanes: BTreeSet<String> = BTreeSet::new();
-    for dp in dataplanes(inv, local, now) {
+    for dp in dataplanes {
         zones_with_dataplanes.insert(dp.zone.clone());
         if dp.kind == "gateway" {
             continue;
@@ -989,9 +1038,9 @@ pub struct MeshRow {
 }
 
 /// Every Mesh with its counts.
-pub fn meshes(inv: &Inventory, local: &str, now: SystemTime) -> Vec<MeshRow> {
-    let dps = dataplanes(inv, local, now);
-    let services = services(inv, local, now);
+pub fn meshes(inv: &Inventory, digest: &Digest) -> Vec<MeshRow> {
+    let dps = &digest.dataplanes;
+    let services = &digest.services;
     let policies = policies(inv);
     inv.all(ResourceType::Mesh)
         .iter()
@@ -1132,13 +1181,13 @@ pub struct CrossZonePath {
 }
 
 /// Every cross-zone path the explicit outbounds of the known dataplanes take.
-pub fn cross_zone_paths(inv: &Inventory, local: &str, now: SystemTime) -> Vec<CrossZonePath> {
-    let services = services(inv, local, now);
-    let services: std::collections::HashMap<(&str, &str), &ServiceRow> = services
+pub fn cross_zone_paths(inv: &Inventory, local: &str, digest: &Digest) -> Vec<CrossZonePath> {
+    let services: std::collections::HashMap<(&str, &str), &ServiceRow> = digest
+        .services
         .iter()
         .map(|s| ((s.mesh.as_str(), s.name.as_str()), s))
         .collect();
-    let ingresses = ingresses(inv, local);
+    let ingresses = &digest.ingresses;
     let mut paths = BTreeSet::new();
     for r in inv.all(ResourceType::Dataplane) {
         let Spec::Dataplane(dp) = &r.spec else {
