@@ -506,3 +506,43 @@ async fn the_dataplane_list_pages_and_keeps_its_filter_in_the_links() {
     let (_, _, body) = get(&app, "/gui/dataplanes?zone=zone-1&offset=9999").await;
     assert!(body.contains("showing 1–100."));
 }
+
+#[tokio::test]
+async fn the_event_stream_ends_when_the_control_plane_stops() {
+    // An open page must not hold a stopping control plane (graceful shutdown waits for
+    // every response to finish).
+    let store = store_with(vec![]).await;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let live = Live::start(store, stop);
+    let app = router(GuiState {
+        store: store_with(vec![]).await,
+        live,
+        settings: Arc::new(GuiSettings {
+            base: "/gui".into(),
+            mode: CpMode::Global,
+            zone: String::new(),
+            version: "0.1.0".into(),
+        }),
+        link: None,
+    });
+    let response = app
+        .oneshot(
+            Request::get("/gui/events")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    let mut body = response.into_body().into_data_stream();
+    use futures::StreamExt;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await;
+    assert!(matches!(first, Ok(Some(Ok(_)))), "the first event");
+    let _ = stop_tx.send(true);
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(chunk) = body.next().await {
+            chunk.expect("chunk");
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream did not end after stop");
+}
