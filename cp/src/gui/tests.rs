@@ -546,3 +546,23 @@ async fn the_event_stream_ends_when_the_control_plane_stops() {
     .await;
     assert!(rest.is_ok(), "the stream did not end after stop");
 }
+
+#[tokio::test]
+async fn a_standalone_zone_shows_itself_without_a_global() {
+    let mut resources = vec![builders::mesh("default")];
+    resources.extend(synced_dataplane("zone-a", "web-1", "web", true));
+    resources[1].meta.labels.clear();
+    let app = app(store_with(resources).await, CpMode::Standalone, "zone-a");
+    let (status, _, body) = get(&app, "/gui").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Zone control plane · zone-a (standalone)"));
+    assert!(
+        body.contains(r#"data-kind="zone" data-name="zone-a" data-status="online""#),
+        "{body}"
+    );
+    assert!(!body.contains(r#"data-kind="global""#), "no global to draw");
+    let (status, _, body) = get(&app, "/gui/zones").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(r#"<tr data-zone="zone-a" data-status="online">"#));
+    assert!(!body.contains("Link to the global"));
+}
