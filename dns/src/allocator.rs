@@ -3,7 +3,7 @@
 //! what the Configs hold.
 //!
 //! At start (and whenever the change feed is lost) every mesh is recomputed; then the task
-//! follows [`ResourceStore::changes`]: a Mesh or Dataplane change recomputes its mesh, a
+//! follows the change feed ([`store::follow`]): a Mesh or Dataplane change recomputes its mesh, a
 //! ZoneIngress change every mesh, a change of a `kuma-{mesh}-dns-vips` Config (another
 //! replica wrote it, or a user) that mesh. No polling.
 //!
@@ -20,7 +20,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use ipnet::IpNet;
 use model::{Resource, ResourceKey, ResourceType, Spec, system_pb};
 use store::{ListQuery, Op, ResourceStore, StoreError};
@@ -54,6 +53,7 @@ pub async fn run(
     state: Arc<DnsState>,
     stop: impl Future<Output = ()>,
 ) {
+    let follow_store = store.clone();
     let mut allocator = Allocator {
         store,
         settings,
@@ -64,7 +64,7 @@ pub async fn run(
     tokio::pin!(stop);
     tokio::select! {
         () = &mut stop => {}
-        () = allocator.follow() => {}
+        () = store::follow::follow(follow_store.as_ref(), &mut allocator, RETRY) => {}
     }
 }
 
@@ -78,60 +78,56 @@ struct Allocator {
     full: BTreeMap<String, Vec<String>>,
 }
 
-impl Allocator {
-    async fn follow(&mut self) {
-        loop {
-            let revision = match self.resync().await {
-                Ok(revision) => revision,
-                Err(e) => {
-                    warn!(error = %e, "DNS VIPs: reading the store failed; retrying");
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-            };
-            let mut changes = self.store.changes(revision);
-            while let Some(change) = changes.next().await {
-                let event = match change {
-                    Ok(event) => event,
-                    Err(e) if e.is_transient() => {
-                        debug!(error = %e, "DNS VIPs: store unavailable");
-                        continue;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "DNS VIPs: change feed lost; resyncing");
-                        break;
-                    }
-                };
-                let meshes: Vec<String> = match event.kind {
-                    ResourceType::Mesh => vec![event.name],
-                    ResourceType::Dataplane => vec![event.mesh],
-                    ResourceType::ZoneIngress => self.meshes.keys().cloned().collect(),
-                    ResourceType::Config => match vips::mesh_of_config(&event.name) {
-                        Some(mesh) => vec![mesh.to_owned()],
-                        None => continue,
-                    },
-                    _ => continue,
-                };
-                let mut failed = None;
-                for mesh in meshes {
-                    if let Err(e) = self.recompute(&mesh).await {
-                        failed = Some((mesh, e));
-                        break;
-                    }
-                }
-                self.publish();
-                if let Some((mesh, e)) = failed {
-                    warn!(mesh, error = %e, "DNS VIPs: updating the mesh failed; resyncing");
-                    break;
-                }
-            }
-            tokio::time::sleep(RETRY).await;
-        }
+#[store::follow::async_trait]
+impl store::follow::Follower for Allocator {
+    fn name(&self) -> &'static str {
+        "DNS VIPs"
     }
 
-    /// Recomputes every mesh; returns the revision to follow the change feed from.
-    async fn resync(&mut self) -> Result<store::Revision, StoreError> {
-        let revision = self.store.revision().await?;
+    async fn resync(&mut self, _store: &dyn ResourceStore) -> Result<(), StoreError> {
+        self.recompute_all().await
+    }
+
+    /// Recomputes the meshes the changes touch, then hands the server the new names.
+    async fn apply(
+        &mut self,
+        _store: &dyn ResourceStore,
+        batch: Vec<store::ChangeEvent>,
+    ) -> Result<(), StoreError> {
+        let mut meshes = BTreeSet::new();
+        for event in batch {
+            match event.kind {
+                ResourceType::Mesh => {
+                    meshes.insert(event.name);
+                }
+                ResourceType::Dataplane => {
+                    meshes.insert(event.mesh);
+                }
+                ResourceType::ZoneIngress => meshes.extend(self.meshes.keys().cloned()),
+                ResourceType::Config => {
+                    if let Some(mesh) = vips::mesh_of_config(&event.name) {
+                        meshes.insert(mesh.to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut result = Ok(());
+        for mesh in meshes {
+            if let Err(e) = self.recompute(&mesh).await {
+                warn!(mesh, error = %e, "DNS VIPs: updating the mesh failed");
+                result = Err(e);
+                break;
+            }
+        }
+        self.publish();
+        result
+    }
+}
+
+impl Allocator {
+    /// Recomputes every mesh.
+    async fn recompute_all(&mut self) -> Result<(), StoreError> {
         let stored = self
             .store
             .list(&ListQuery::all(ResourceType::Mesh))
@@ -147,7 +143,7 @@ impl Allocator {
         }
         .await;
         self.publish();
-        result.map(|()| revision)
+        result
     }
 
     /// Hands the server the names of every mesh's VIPs.

@@ -19,7 +19,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
 use model::labels;
 use model::{Resource, ResourceType, Spec};
 use store::{ListQuery, ResourceStore, StoreError};
@@ -66,6 +65,7 @@ pub async fn run(
     zone: String,
     stop: impl Future<Output = ()>,
 ) {
+    let follow_store = store.clone();
     let mut feed = Feed {
         store,
         cache,
@@ -75,7 +75,7 @@ pub async fn run(
     tokio::pin!(stop);
     tokio::select! {
         () = &mut stop => {}
-        () = feed.follow() => {}
+        () = store::follow::follow(follow_store.as_ref(), &mut feed, RETRY) => {}
     }
 }
 
@@ -87,51 +87,30 @@ struct Feed {
     known: BTreeSet<String>,
 }
 
-impl Feed {
-    async fn follow(&mut self) {
-        loop {
-            let revision = match self.store.revision().await {
-                Ok(revision) => revision,
-                Err(e) => {
-                    warn!(error = %e, "ingress feed: reading the store failed; retrying");
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-            };
-            if let Err(e) = self.pass().await {
-                warn!(error = %e, "ingress feed: reading the store failed; retrying");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-            let mut changes = self.store.changes(revision);
-            'follow: while let Some(first) = changes.next().await {
-                // Take every change already queued: one pass for a burst.
-                let mut batch = vec![first];
-                while let Some(Some(more)) = changes.next().now_or_never() {
-                    batch.push(more);
-                }
-                let mut relevant = false;
-                for change in batch {
-                    match change {
-                        Ok(event) => relevant |= WATCHED.contains(&event.kind),
-                        Err(e) if e.is_transient() => {
-                            debug!(error = %e, "ingress feed: store unavailable");
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "ingress feed: change feed lost; resyncing");
-                            break 'follow;
-                        }
-                    }
-                }
-                if relevant && let Err(e) = self.pass().await {
-                    warn!(error = %e, "ingress feed: reading the store failed; resyncing");
-                    break;
-                }
-            }
-            tokio::time::sleep(RETRY).await;
-        }
+#[store::follow::async_trait]
+impl store::follow::Follower for Feed {
+    fn name(&self) -> &'static str {
+        "ingress feed"
     }
 
+    async fn resync(&mut self, _store: &dyn ResourceStore) -> Result<(), StoreError> {
+        self.pass().await
+    }
+
+    /// One pass for a burst of changes, when one of them matters.
+    async fn apply(
+        &mut self,
+        _store: &dyn ResourceStore,
+        batch: Vec<store::ChangeEvent>,
+    ) -> Result<(), StoreError> {
+        if batch.iter().any(|event| WATCHED.contains(&event.kind)) {
+            self.pass().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Feed {
     /// Reads the zone and brings every local ingress up to date.
     async fn pass(&mut self) -> Result<(), StoreError> {
         let ingresses: Vec<Resource> = self

@@ -16,7 +16,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
 use model::{Resource, ResourceKey, ResourceType};
 use store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
 use tokio::sync::watch;
@@ -40,6 +39,7 @@ pub fn start(
     impl Future<Output = ()> + Send + 'static,
 ) {
     let (tx, rx) = watch::channel(Arc::new(Snapshot::new(Vec::new())));
+    let follow_store = store.clone();
     let mut feed = Feed {
         store,
         tx,
@@ -51,7 +51,7 @@ pub fn start(
         tokio::pin!(stop);
         tokio::select! {
             () = &mut stop => {}
-            () = feed.follow() => {}
+            () = store::follow::follow(follow_store.as_ref(), &mut feed, RETRY) => {}
         }
     };
     (rx, task)
@@ -69,51 +69,35 @@ struct Feed {
     dataplanes: BTreeMap<(String, String), Entry>,
 }
 
-impl Feed {
-    async fn follow(&mut self) {
-        loop {
-            let revision = match self.resync().await {
-                Ok(revision) => revision,
-                Err(e) => {
-                    warn!(error = %e, "MADS: reading the store failed; retrying");
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-            };
-            self.publish();
-            let mut changes = self.store.changes(revision);
-            'feed: while let Some(change) = changes.next().await {
-                let mut pending = vec![change];
-                // Apply what is already waiting before publishing once.
-                while let Some(Some(next)) = changes.next().now_or_never() {
-                    pending.push(next);
-                }
-                for change in pending {
-                    let event = match change {
-                        Ok(event) => event,
-                        Err(e) if e.is_transient() => {
-                            debug!(error = %e, "MADS: store unavailable");
-                            continue;
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "MADS: change feed lost; resyncing");
-                            break 'feed;
-                        }
-                    };
-                    if let Err(e) = self.apply(&event).await {
-                        warn!(error = %e, "MADS: reading the store failed; resyncing");
-                        break 'feed;
-                    }
-                }
-                self.publish();
-            }
-            tokio::time::sleep(RETRY).await;
-        }
+#[store::follow::async_trait]
+impl store::follow::Follower for Feed {
+    fn name(&self) -> &'static str {
+        "MADS"
     }
 
-    /// Reads every Mesh and Dataplane; returns the revision to follow from.
-    async fn resync(&mut self) -> Result<store::Revision, StoreError> {
-        let revision = self.store.revision().await?;
+    async fn resync(&mut self, _store: &dyn ResourceStore) -> Result<(), StoreError> {
+        self.read_all().await?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Applies a burst of changes, then publishes once.
+    async fn apply(
+        &mut self,
+        _store: &dyn ResourceStore,
+        batch: Vec<ChangeEvent>,
+    ) -> Result<(), StoreError> {
+        for event in &batch {
+            self.apply_one(event).await?;
+        }
+        self.publish();
+        Ok(())
+    }
+}
+
+impl Feed {
+    /// Reads every Mesh and Dataplane.
+    async fn read_all(&mut self) -> Result<(), StoreError> {
         let meshes = self
             .store
             .list(&ListQuery::all(ResourceType::Mesh))
@@ -136,10 +120,10 @@ impl Feed {
                 (dataplane, assignment),
             );
         }
-        Ok(revision)
+        Ok(())
     }
 
-    async fn apply(&mut self, event: &ChangeEvent) -> Result<(), StoreError> {
+    async fn apply_one(&mut self, event: &ChangeEvent) -> Result<(), StoreError> {
         match event.kind {
             ResourceType::Mesh => {
                 match self.read(&event.key()).await? {

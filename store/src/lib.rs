@@ -6,7 +6,8 @@
 //! and it does not sync or serve anything.
 //!
 //! Modules: [`memory`], [`sqlite`] and [`postgres`] are the backends; [`cache`] wraps any of
-//! them to serve reads from memory; [`open`] builds the configured one. Inside, `engine` holds
+//! them to serve reads from memory; [`open`] builds the configured one; [`follow`] is the one
+//! loop components use to keep in step with the change feed. Inside, `engine` holds
 //! the write semantics the backends share, `feed` the change feed, `sql` what the SQL backends
 //! do alike (the store operations over each one's dialect, row and error handling), `query`
 //! in-memory list filtering.
@@ -22,6 +23,7 @@ use model::{Resource, ResourceKey, ResourceType};
 pub mod cache;
 mod engine;
 mod feed;
+pub mod follow;
 pub mod memory;
 pub mod postgres;
 mod query;

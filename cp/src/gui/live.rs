@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use model::{Resource, ResourceKey, ResourceType, Spec};
-use store::{ListQuery, ResourceStore, StoreError};
+use store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
@@ -119,65 +119,67 @@ pub fn sample_of(insight: &Resource, at: SystemTime) -> Option<Sample> {
     })
 }
 
-/// Follows the change feed until `stop`, starting over (after a pause) when the feed ends
-/// with an error it does not retry itself (compaction, say).
+/// Follows the change feed until `stop`.
 async fn follow(
     store: Arc<dyn ResourceStore>,
     tx: watch::Sender<u64>,
     history: Arc<Mutex<HashMap<String, VecDeque<Sample>>>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let run = follow_once(store.as_ref(), &tx, &history);
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            result = run => {
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "GUI live updates: the change feed failed; starting over");
-                }
-            }
-        }
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+    let mut follower = Follower { tx, history };
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        () = store::follow::follow(store.as_ref(), &mut follower, Duration::from_secs(1)) => {}
     }
 }
 
-async fn follow_once(
-    store: &dyn ResourceStore,
-    tx: &watch::Sender<u64>,
-    history: &Mutex<HashMap<String, VecDeque<Sample>>>,
-) -> Result<(), StoreError> {
-    let start = store.revision().await?;
-    let now = SystemTime::now();
-    for insight in store
-        .list(&ListQuery::all(ResourceType::ZoneInsight))
-        .await?
-        .items
-    {
-        if let Some(sample) = sample_of(&insight, now) {
-            record(history, &insight.meta.name, sample);
-        }
+/// Publishes every revision and samples every ZoneInsight change.
+struct Follower {
+    tx: watch::Sender<u64>,
+    history: Arc<Mutex<HashMap<String, VecDeque<Sample>>>>,
+}
+
+#[store::follow::async_trait]
+impl store::follow::Follower for Follower {
+    fn name(&self) -> &'static str {
+        "GUI live updates"
     }
-    tx.send_replace(start);
-    let mut feed = store.changes(start);
-    while let Some(event) = feed.next().await {
-        let event = match event {
-            Ok(event) => event,
-            // The feed retries an unreachable backend itself.
-            Err(StoreError::Unavailable { .. }) => continue,
-            Err(e) => return Err(e),
-        };
-        if event.kind == ResourceType::ZoneInsight {
-            let key = ResourceKey::global(ResourceType::ZoneInsight, event.name.clone());
-            if let Ok(Some(stored)) = store.get_stored(&key).await
-                && let Some(sample) = sample_of(&stored.resource, SystemTime::now())
-            {
-                record(history, &event.name, sample);
+
+    async fn resync(&mut self, store: &dyn ResourceStore) -> Result<(), StoreError> {
+        let revision = store.revision().await?;
+        let now = SystemTime::now();
+        for insight in store
+            .list(&ListQuery::all(ResourceType::ZoneInsight))
+            .await?
+            .items
+        {
+            if let Some(sample) = sample_of(&insight, now) {
+                record(&self.history, &insight.meta.name, sample);
             }
         }
-        tx.send_replace(event.revision);
+        self.tx.send_replace(revision);
+        Ok(())
     }
-    Ok(())
+
+    async fn apply(
+        &mut self,
+        store: &dyn ResourceStore,
+        batch: Vec<ChangeEvent>,
+    ) -> Result<(), StoreError> {
+        for event in &batch {
+            if event.kind != ResourceType::ZoneInsight {
+                continue;
+            }
+            let key = ResourceKey::global(ResourceType::ZoneInsight, event.name.clone());
+            if let Some(stored) = store.get_stored(&key).await?
+                && let Some(sample) = sample_of(&stored.resource, SystemTime::now())
+            {
+                record(&self.history, &event.name, sample);
+            }
+        }
+        if let Some(last) = batch.last() {
+            self.tx.send_replace(last.revision);
+        }
+        Ok(())
+    }
 }
