@@ -71,9 +71,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The checkout this xtask works on. `cargo run` (the `cargo xtask` alias) tells the process
+/// its package dir at run time; that wins over the one compiled in, because a target dir shared
+/// by two checkouts can hold an xtask binary that cargo built for the other one (cargo does not
+/// rebuild for a moved checkout). A dir counts when it holds `xtask/Cargo.toml`.
 fn workspace_root() -> PathBuf {
-    let xtask_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    xtask_dir.parent().unwrap_or(xtask_dir).to_owned()
+    let runtime = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let compiled = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for start in runtime.iter().chain(std::iter::once(&compiled)) {
+        if let Some(root) = start
+            .ancestors()
+            .find(|dir| dir.join("xtask").join("Cargo.toml").is_file())
+        {
+            return root.to_owned();
+        }
+    }
+    compiled.parent().unwrap_or(&compiled).to_owned()
 }
 
 fn cargo(root: &Path, args: &[&str]) -> Command {
