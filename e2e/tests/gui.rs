@@ -132,31 +132,17 @@ async fn e2e_gui_shows_the_federation_live_in_chromium() {
         Some("online")
     );
     assert!(
-        browser
-            .client
-            .find(fantoccini::Locator::Css("#subscriptions tbody tr"))
-            .await
-            .is_ok(),
+        browser.exists("#subscriptions tbody tr").await,
         "zone-1 has a subscription row"
     );
-    assert!(
-        browser
-            .client
-            .find(fantoccini::Locator::Css("svg.chart"))
-            .await
-            .is_ok()
-    );
+    assert!(browser.exists("svg.chart").await);
     browser.screenshot("zone").await;
 
     browser.goto(&format!("{gui}/services")).await;
     assert!(
         browser
-            .client
-            .find(fantoccini::Locator::Css(
-                r#"tr[data-service="api"][data-zone="zone-2"]"#
-            ))
-            .await
-            .is_ok(),
+            .exists(r#"tr[data-service="api"][data-zone="zone-2"]"#)
+            .await,
         "api's instance in zone-2 is listed"
     );
     browser.screenshot("services").await;
@@ -164,13 +150,9 @@ async fn e2e_gui_shows_the_federation_live_in_chromium() {
     // The dataplane list, filtered by zone, and a dataplane's page opened from it.
     browser.goto(&format!("{gui}/dataplanes?zone=zone-1")).await;
     assert!(
-        browser
-            .client
-            .find(fantoccini::Locator::Css(
-                r#"tr[data-dataplane="default/api-1"]"#
-            ))
-            .await
-            .is_err(),
+        !browser
+            .exists(r#"tr[data-dataplane="default/api-1"]"#)
+            .await,
         "the zone filter hides zone-2's dataplane"
     );
     browser.screenshot("dataplanes").await;

@@ -79,16 +79,17 @@ async fn follow_once(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use model::test_util as builders;
+    use tokio::sync::watch;
 
     use super::*;
     use crate::memory::MemoryStore;
 
-    /// Records what it is told; fails its first apply when asked to.
+    /// Records what it is told on a watch channel; fails its first apply when asked to.
     struct Recorder {
-        seen: Arc<Mutex<Vec<String>>>,
+        seen: watch::Sender<Vec<String>>,
         fail_once: bool,
     }
 
@@ -102,8 +103,8 @@ mod tests {
             let meshes = store
                 .list(&crate::ListQuery::all(model::ResourceType::Mesh))
                 .await?;
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            seen.push(format!("resync {}", meshes.items.len()));
+            self.seen
+                .send_modify(|seen| seen.push(format!("resync {}", meshes.items.len())));
             Ok(())
         }
 
@@ -118,27 +119,21 @@ mod tests {
                     message: "refused".into(),
                 });
             }
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            for event in batch {
-                seen.push(format!("change {}", event.name));
-            }
+            self.seen.send_modify(|seen| {
+                seen.extend(batch.iter().map(|event| format!("change {}", event.name)))
+            });
             Ok(())
         }
     }
 
-    async fn wait_for(seen: &Mutex<Vec<String>>, want: &[&str]) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let now: Vec<String> = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if now == want {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "saw {now:?}, want {want:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    /// Waits (10 s at most) until the recorder has seen exactly `want`.
+    async fn wait_for(seen: &mut watch::Receiver<Vec<String>>, want: &[&str]) {
+        let waited =
+            tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|now| now == want))
+                .await
+                .map(|r| r.map(|_| ()));
+        let now = seen.borrow().clone();
+        assert!(matches!(waited, Ok(Ok(()))), "saw {now:?}, want {want:?}");
     }
 
     #[tokio::test]
@@ -148,9 +143,9 @@ mod tests {
             .create(builders::mesh("one"), None)
             .await
             .expect("mesh");
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut seen) = watch::channel(Vec::new());
         let mut recorder = Recorder {
-            seen: seen.clone(),
+            seen: tx,
             fail_once: true,
         };
         let task = {
@@ -159,18 +154,18 @@ mod tests {
                 follow(store.as_ref(), &mut recorder, Duration::from_millis(10)).await;
             })
         };
-        wait_for(&seen, &["resync 1"]).await;
+        wait_for(&mut seen, &["resync 1"]).await;
         // The first apply fails: the follower starts over and sees both meshes in its resync.
         store
             .create(builders::mesh("two"), None)
             .await
             .expect("mesh");
-        wait_for(&seen, &["resync 1", "resync 2"]).await;
+        wait_for(&mut seen, &["resync 1", "resync 2"]).await;
         store
             .create(builders::mesh("three"), None)
             .await
             .expect("mesh");
-        wait_for(&seen, &["resync 1", "resync 2", "change three"]).await;
+        wait_for(&mut seen, &["resync 1", "resync 2", "change three"]).await;
         task.abort();
     }
 }

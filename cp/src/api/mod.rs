@@ -65,6 +65,8 @@ pub use context::Https;
 pub use error::{ApiError, InvalidParameter};
 pub use json::Json;
 pub use metrics::ApiMetrics;
+/// Kuma's status of proxies and zones, shared with the GUI.
+pub(crate) use overview::{ProxyKind, Status, dataplane_status, insight_online};
 pub use routes::{Endpoint, Route};
 
 /// The largest request body accepted; larger ones get 413.

@@ -114,7 +114,7 @@ fn online<T>(subscriptions: &[T], times: impl Fn(&T) -> (bool, bool)) -> bool {
 /// A proxy is online when its newest subscription (subscriptions are kept most recent last)
 /// is connected and not disconnected: an older one left open by a control plane instance
 /// that stopped without closing it does not make a disconnected proxy look online.
-fn insight_online(insight: Option<&Resource>) -> bool {
+pub(crate) fn insight_online(insight: Option<&Resource>) -> bool {
     match insight.map(|r| &r.spec) {
         Some(Spec::DataplaneInsight(i)) => online(i.subscriptions.last().as_slice(), |s| {
             (s.connect_time.is_some(), s.disconnect_time.is_some())
@@ -131,7 +131,7 @@ fn insight_online(insight: Option<&Resource>) -> bool {
 
 /// Kuma's proxy status (`dataplane_overview_helpers.go`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) enum Status {
+pub(crate) enum Status {
     Online,
     Offline,
     PartiallyDegraded,
@@ -166,14 +166,14 @@ impl StatusCount {
 
 /// What a dataplane is, for the dashboard.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum ProxyKind {
+pub(crate) enum ProxyKind {
     Standard,
     GatewayBuiltin,
     GatewayDelegated,
 }
 
 /// A dataplane's kind, status and services (`kuma.io/service` of its inbounds or gateway).
-pub(super) fn dataplane_status(
+pub(crate) fn dataplane_status(
     dp: &Resource,
     insight: Option<&Resource>,
 ) -> (ProxyKind, Status, Vec<String>) {

@@ -30,21 +30,6 @@ impl Inventory {
         Ok(Inventory { by_kind })
     }
 
-    /// An inventory of the given resources (tests).
-    pub fn from_resources(resources: impl IntoIterator<Item = Resource>) -> Inventory {
-        let mut by_kind: HashMap<ResourceType, Vec<Resource>> = HashMap::new();
-        for r in resources {
-            if r.kind().descriptor().admin_only {
-                continue;
-            }
-            by_kind.entry(r.kind()).or_default().push(r);
-        }
-        for list in by_kind.values_mut() {
-            list.sort_by(|a, b| (&a.meta.mesh, &a.meta.name).cmp(&(&b.meta.mesh, &b.meta.name)));
-        }
-        Inventory { by_kind }
-    }
-
     /// The resources of `kind` (empty when not loaded).
     pub fn all(&self, kind: ResourceType) -> &[Resource] {
         self.by_kind.get(&kind).map(Vec::as_slice).unwrap_or(&[])

@@ -26,6 +26,8 @@ pub struct Live {
     revision: watch::Receiver<u64>,
     stop: watch::Receiver<bool>,
     history: Arc<Mutex<HashMap<String, VecDeque<Sample>>>>,
+    /// The senders of a [`Live::fixed`], kept so that its channels stay open.
+    _fixed: Option<Arc<(watch::Sender<u64>, watch::Sender<bool>)>>,
 }
 
 impl Live {
@@ -36,6 +38,7 @@ impl Live {
             revision: rx,
             stop: stop.clone(),
             history: Arc::default(),
+            _fixed: None,
         };
         tokio::spawn(follow(store, tx, live.history.clone(), stop));
         live
@@ -45,19 +48,23 @@ impl Live {
     pub fn fixed(revision: u64) -> Live {
         let (tx, rx) = watch::channel(revision);
         let (stop_tx, stop) = watch::channel(false);
-        // Keep the senders alive for the process: the channels then never close.
-        std::mem::forget(tx);
-        std::mem::forget(stop_tx);
         Live {
             revision: rx,
             stop,
             history: Arc::default(),
+            _fixed: Some(Arc::new((tx, stop_tx))),
         }
     }
 
     /// The newest revision seen.
     pub fn revision(&self) -> u64 {
         *self.revision.borrow()
+    }
+
+    /// Waits until the newest revision seen passes `revision` (tests).
+    pub async fn passed(&self, revision: u64) {
+        let mut rx = self.revision.clone();
+        let _ = rx.wait_for(|r| *r > revision).await;
     }
 
     /// A zone's lag samples, oldest first.

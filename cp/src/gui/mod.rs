@@ -53,7 +53,7 @@ const SCRIPT: &str = include_str!("assets/live.js");
 /// The GUI's routes, to merge into the API router (so they share its authentication,
 /// metrics and panic guard).
 pub fn router(state: GuiState) -> Router {
-    let base = state.settings.base.trim_end_matches('/').to_string();
+    let base = state.settings.base.clone();
     let at = |path: &str| format!("{base}{path}");
     Router::new()
         .route(&at(""), get(pages::overview))

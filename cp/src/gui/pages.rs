@@ -116,17 +116,8 @@ impl GuiState {
             .collect();
         for zone in others {
             rows.push(ZoneRow {
-                name: zone.to_string(),
-                health: Health::Unknown,
-                enabled: true,
-                version: String::new(),
-                global_to_zone: None,
-                zone_to_global: None,
-                dataplanes_online: 0,
-                dataplanes_total: 0,
                 ingresses: ingresses.iter().filter(|i| i.zone == zone).count(),
-                rejections: 0,
-                last_seen: "-".into(),
+                ..ZoneRow::unknown(zone)
             });
         }
         rows
@@ -240,7 +231,7 @@ pub async fn overview(State(state): State<GuiState>) -> PageResult<OverviewPage>
     let now = SystemTime::now();
     let inv = state.inventory(&view::policy_kinds()).await?;
     let local = state.local().to_string();
-    let digest = Digest::new(&inv, &local, now);
+    let digest = Digest::new(&inv, &local);
     let zones = state.zone_rows(&inv, &digest, now);
     let dataplanes = &digest.dataplanes;
     let services = &digest.services;
@@ -341,7 +332,7 @@ pub struct LinkView {
 pub async fn zones(State(state): State<GuiState>) -> PageResult<ZonesPage> {
     let now = SystemTime::now();
     let inv = state.inventory(&[]).await?;
-    let digest = Digest::new(&inv, state.local(), now);
+    let digest = Digest::new(&inv, state.local());
     let zones = state.zone_rows(&inv, &digest, now);
     let link = state.link.as_ref().map(|l| {
         let s = l.state();
@@ -423,7 +414,7 @@ pub async fn meshes(State(state): State<GuiState>) -> PageResult<MeshesPage> {
     let inv = state.inventory(&view::policy_kinds()).await?;
     Ok(MeshesPage {
         frame: state.frame("Meshes", "meshes"),
-        meshes: view::meshes(&inv, &Digest::new(&inv, state.local(), SystemTime::now())),
+        meshes: view::meshes(&inv, &Digest::new(&inv, state.local())),
     })
 }
 
@@ -438,10 +429,9 @@ pub struct MeshPage {
 }
 
 pub async fn mesh(State(state): State<GuiState>, Path(name): Path<String>) -> PageResult<MeshPage> {
-    let now = SystemTime::now();
     let inv = state.inventory(&view::policy_kinds()).await?;
     let local = state.local().to_string();
-    let digest = Digest::new(&inv, &local, now);
+    let digest = Digest::new(&inv, &local);
     let Some(mesh) = view::meshes(&inv, &digest)
         .into_iter()
         .find(|m| m.name == name)
@@ -487,7 +477,7 @@ pub async fn services(State(state): State<GuiState>) -> PageResult<ServicesPage>
     let inv = state.inventory(&[]).await?;
     Ok(ServicesPage {
         frame: state.frame("Services", "services"),
-        services: view::services(&inv, state.local(), SystemTime::now()),
+        services: view::services(&inv, state.local()),
     })
 }
 
@@ -516,7 +506,7 @@ pub async fn dataplanes(
     // A query that does not parse (a repeated key, say) shows everything.
     let filter = filter.map(|Query(f)| f).unwrap_or_default();
     let inv = state.inventory(&[]).await?;
-    let all = view::dataplanes(&inv, state.local(), SystemTime::now());
+    let all = view::dataplanes(&inv, state.local());
     let sorted = |items: Vec<String>| -> Vec<String> {
         items
             .into_iter()

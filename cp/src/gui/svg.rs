@@ -333,17 +333,8 @@ mod tests {
 
     fn zone(name: &str, health: Health) -> ZoneRow {
         ZoneRow {
-            name: name.into(),
             health,
-            enabled: true,
-            version: String::new(),
-            global_to_zone: None,
-            zone_to_global: None,
-            dataplanes_online: 0,
-            dataplanes_total: 0,
-            ingresses: 0,
-            rejections: 0,
-            last_seen: String::new(),
+            ..ZoneRow::unknown(name)
         }
     }
 

@@ -121,9 +121,13 @@ async fn store_with(resources: Vec<Resource>) -> Arc<dyn ResourceStore> {
 }
 
 fn app(store: Arc<dyn ResourceStore>, mode: CpMode, zone: &str) -> axum::Router {
+    app_with(store, mode, zone, Live::fixed(7))
+}
+
+fn app_with(store: Arc<dyn ResourceStore>, mode: CpMode, zone: &str, live: Live) -> axum::Router {
     router(GuiState {
         store,
-        live: Live::fixed(7),
+        live,
         settings: Arc::new(GuiSettings {
             base: "/gui".into(),
             mode,
@@ -217,17 +221,7 @@ async fn a_zone_page_shows_subscriptions_rejections_and_the_lag_charts() {
             },
         );
     }
-    let app = router(GuiState {
-        store,
-        live,
-        settings: Arc::new(GuiSettings {
-            base: "/gui".into(),
-            mode: CpMode::Global,
-            zone: String::new(),
-            version: "0.1.0".into(),
-        }),
-        link: None,
-    });
+    let app = app_with(store, CpMode::Global, "", live);
     let (status, _, body) = get(&app, "/gui/zones/zone-1").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -457,16 +451,17 @@ async fn live_follows_the_change_feed_and_samples_zone_lag() {
         .create(zone_insight("zone-1", true), None)
         .await
         .expect("insight");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while live.revision() <= before || live.history("zone-1").is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "live saw revision {} (store at {before}+1), {} samples",
-            live.revision(),
-            live.history("zone-1").len()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // The follower records a sample before it publishes the revision that brought it.
+    tokio::time::timeout(std::time::Duration::from_secs(10), live.passed(before))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "live saw revision {} (store at {before}+1), {} samples",
+                live.revision(),
+                live.history("zone-1").len()
+            )
+        });
+    assert!(!live.history("zone-1").is_empty(), "no lag sample");
     assert_eq!(live.history("zone-1")[0].global_to_zone_revisions, 3);
     let _ = stop_tx.send(true);
 }
@@ -514,17 +509,7 @@ async fn the_event_stream_ends_when_the_control_plane_stops() {
     let store = store_with(vec![]).await;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let live = Live::start(store, stop);
-    let app = router(GuiState {
-        store: store_with(vec![]).await,
-        live,
-        settings: Arc::new(GuiSettings {
-            base: "/gui".into(),
-            mode: CpMode::Global,
-            zone: String::new(),
-            version: "0.1.0".into(),
-        }),
-        link: None,
-    });
+    let app = app_with(store_with(vec![]).await, CpMode::Global, "", live);
     let response = app
         .oneshot(
             Request::get("/gui/events")

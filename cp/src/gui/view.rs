@@ -11,6 +11,7 @@ use model::mesh_pb::dataplane::networking::inbound::State as InboundState;
 use model::{Resource, ResourceType, Spec, labels};
 
 use super::data::Inventory;
+use crate::api;
 
 /// Online, offline or not known, as the pages colour it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -140,8 +141,8 @@ pub struct Digest {
 }
 
 impl Digest {
-    pub fn new(inv: &Inventory, local: &str, now: SystemTime) -> Digest {
-        let dataplanes = dataplanes(inv, local, now);
+    pub fn new(inv: &Inventory, local: &str) -> Digest {
+        let dataplanes = dataplanes(inv, local);
         let services = services_of(inv, local, &dataplanes);
         Digest {
             ingresses: ingresses(inv, local),
@@ -184,6 +185,23 @@ pub struct ZoneRow {
 }
 
 impl ZoneRow {
+    /// A zone known by name only: status unknown, no figures.
+    pub fn unknown(name: &str) -> ZoneRow {
+        ZoneRow {
+            name: name.to_string(),
+            health: Health::Unknown,
+            enabled: true,
+            version: String::new(),
+            global_to_zone: None,
+            zone_to_global: None,
+            dataplanes_online: 0,
+            dataplanes_total: 0,
+            ingresses: 0,
+            rejections: 0,
+            last_seen: "-".into(),
+        }
+    }
+
     /// The lag shown on the topology and in lists: the larger of the two directions.
     pub fn lag_text(&self) -> String {
         let worst = [&self.global_to_zone, &self.zone_to_global]
@@ -318,7 +336,7 @@ pub fn zones(inv: &Inventory, dataplanes: &[DataplaneRow], now: SystemTime) -> V
 
 /// One zone's detail; `None` when no such Zone.
 pub fn zone_detail(inv: &Inventory, name: &str, now: SystemTime) -> Option<ZoneDetail> {
-    let row = zones(inv, &dataplanes(inv, "", now), now)
+    let row = zones(inv, &dataplanes(inv, ""), now)
         .into_iter()
         .find(|z| z.name == name)?;
     let insight = zone_insight(inv, name);
@@ -474,42 +492,8 @@ fn dataplane_insight<'a>(
         })
 }
 
-/// Kuma's proxy status: online when the newest subscription is open and every inbound is
-/// ready, degraded when only some are.
-fn dataplane_health(
-    dp: &model::mesh_pb::Dataplane,
-    insight: Option<&model::mesh_pb::DataplaneInsight>,
-) -> Health {
-    let connected = insight
-        .and_then(|i| i.subscriptions.last())
-        .is_some_and(|s| s.connect_time.is_some() && s.disconnect_time.is_none());
-    if !connected {
-        return Health::Offline;
-    }
-    let Some(networking) = dp.networking.as_ref() else {
-        return Health::Offline;
-    };
-    if networking.gateway.is_some() {
-        return Health::Online;
-    }
-    let ready = networking
-        .inbound
-        .iter()
-        .filter(|i| {
-            i.health.as_ref().is_none_or(|h| h.ready) && i.state != InboundState::NotReady as i32
-        })
-        .count();
-    if ready == 0 {
-        Health::Offline
-    } else if ready < networking.inbound.len() {
-        Health::Degraded
-    } else {
-        Health::Online
-    }
-}
-
 /// Every Dataplane; `local` names this control plane's zone (empty on the global).
-pub fn dataplanes(inv: &Inventory, local: &str, _now: SystemTime) -> Vec<DataplaneRow> {
+pub fn dataplanes(inv: &Inventory, local: &str) -> Vec<DataplaneRow> {
     let insights = inv.index(ResourceType::DataplaneInsight);
     inv.all(ResourceType::Dataplane)
         .iter()
@@ -519,43 +503,33 @@ pub fn dataplanes(inv: &Inventory, local: &str, _now: SystemTime) -> Vec<Datapla
             };
             let insight = insights
                 .get(&(r.meta.mesh.as_str(), r.meta.name.as_str()))
-                .and_then(|i| match &i.spec {
-                    Spec::DataplaneInsight(i) => Some(i),
-                    _ => None,
-                });
-            let networking = dp.networking.as_ref();
-            let (services, kind) = match networking.and_then(|n| n.gateway.as_ref()) {
-                Some(g) => (
-                    g.tags
-                        .get(labels::tags::SERVICE)
-                        .cloned()
-                        .into_iter()
-                        .collect(),
-                    "gateway",
-                ),
-                None => (
-                    networking
-                        .map(|n| {
-                            n.inbound
-                                .iter()
-                                .filter_map(|i| i.tags.get(labels::tags::SERVICE).cloned())
-                                .collect::<BTreeSet<_>>()
-                                .into_iter()
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    "sidecar",
-                ),
-            };
+                .copied();
+            let (kind, status, services) = api::dataplane_status(r, insight);
             Some(DataplaneRow {
                 mesh: r.meta.mesh.clone(),
                 name: r.meta.name.clone(),
                 display: display_name(r).to_string(),
                 zone: zone_of(r, local).to_string(),
-                services,
-                address: networking.map(|n| n.address.clone()).unwrap_or_default(),
-                health: dataplane_health(dp, insight),
-                kind,
+                services: services
+                    .into_iter()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                address: dp
+                    .networking
+                    .as_ref()
+                    .map(|n| n.address.clone())
+                    .unwrap_or_default(),
+                health: match status {
+                    api::Status::Online => Health::Online,
+                    api::Status::PartiallyDegraded => Health::Degraded,
+                    api::Status::Offline => Health::Offline,
+                },
+                kind: if kind == api::ProxyKind::Standard {
+                    "sidecar"
+                } else {
+                    "gateway"
+                },
             })
         })
         .collect()
@@ -626,7 +600,7 @@ pub fn dataplane_detail(
     let Spec::Dataplane(dp) = &resource.spec else {
         return None;
     };
-    let row = dataplanes(inv, local, now)
+    let row = dataplanes(inv, local)
         .into_iter()
         .find(|d| d.mesh == mesh && d.name == name)?;
     let networking = dp.networking.clone().unwrap_or_default();
@@ -809,29 +783,16 @@ impl IngressRow {
 
 /// Every ZoneIngress with the services it carries; `local` is this CP's zone.
 pub fn ingresses(inv: &Inventory, local: &str) -> Vec<IngressRow> {
+    let insights = inv.index(ResourceType::ZoneIngressInsight);
     inv.all(ResourceType::ZoneIngress)
         .iter()
         .filter_map(|r| {
             let Spec::ZoneIngress(z) = &r.spec else {
                 return None;
             };
-            let insight = inv
-                .all(ResourceType::ZoneIngressInsight)
-                .iter()
-                .find(|i| i.meta.name == r.meta.name)
-                .and_then(|i| match &i.spec {
-                    Spec::ZoneIngressInsight(s) => Some(s),
-                    _ => None,
-                });
-            let health = match insight {
+            let health = match insights.get(&("", r.meta.name.as_str())) {
                 None => Health::Unknown,
-                Some(i)
-                    if i.subscriptions
-                        .iter()
-                        .any(|s| s.connect_time.is_some() && s.disconnect_time.is_none()) =>
-                {
-                    Health::Online
-                }
+                Some(i) if api::insight_online(Some(i)) => Health::Online,
                 Some(_) => Health::Offline,
             };
             let n = z.networking.clone().unwrap_or_default();
@@ -926,8 +887,8 @@ impl ServiceRow {
 /// Every service of every mesh with its instances per zone: counted from the Dataplanes this
 /// control plane holds and, for zones whose Dataplanes it does not hold (another zone, seen
 /// from a zone), from the instance counts their ingresses advertise.
-pub fn services(inv: &Inventory, local: &str, now: SystemTime) -> Vec<ServiceRow> {
-    services_of(inv, local, &dataplanes(inv, local, now))
+pub fn services(inv: &Inventory, local: &str) -> Vec<ServiceRow> {
+    services_of(inv, local, &dataplanes(inv, local))
 }
 
 /// [`services`] from dataplane rows already built.

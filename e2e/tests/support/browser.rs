@@ -126,6 +126,11 @@ impl Browser {
         element.attr(attribute).await.ok().flatten()
     }
 
+    /// Whether the page has an element matching `css` now.
+    pub async fn exists(&self, css: &str) -> bool {
+        self.client.find(Locator::Css(css)).await.is_ok()
+    }
+
     /// Runs `script` in the page and returns its result.
     pub async fn eval(&self, script: &str) -> Value {
         self.client
