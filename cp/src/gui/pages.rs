@@ -179,6 +179,16 @@ impl PageError {
         }
     }
 
+    fn bad_request(state: &GuiState, what: String) -> PageError {
+        PageError {
+            status: StatusCode::BAD_REQUEST,
+            page: ErrorPage {
+                frame: state.frame("Bad request", ""),
+                message: what,
+            },
+        }
+    }
+
     fn internal(state: &GuiState, error: impl std::fmt::Display) -> PageError {
         tracing::warn!(%error, "a GUI page failed");
         PageError {
@@ -503,8 +513,20 @@ pub async fn dataplanes(
     State(state): State<GuiState>,
     filter: Result<Query<DataplaneFilter>, QueryRejection>,
 ) -> PageResult<DataplanesPage> {
-    // A query that does not parse (a repeated key, say) shows everything.
-    let filter = filter.map(|Query(f)| f).unwrap_or_default();
+    // A query that does not parse (`offset=abc`, a repeated key) is refused with the reason,
+    // which names the parameter.
+    let filter = match filter {
+        Ok(Query(filter)) => filter,
+        Err(rejection) => {
+            return Err(PageError::bad_request(
+                &state,
+                format!(
+                    "The dataplane filter is not valid: {}. Parameters: mesh, zone, service, status (online, degraded, offline), offset (a number).",
+                    rejection.body_text()
+                ),
+            ));
+        }
+    };
     let inv = state.inventory(&[]).await?;
     let all = view::dataplanes(&inv, state.local());
     let sorted = |items: Vec<String>| -> Vec<String> {

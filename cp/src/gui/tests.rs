@@ -291,6 +291,11 @@ async fn the_dataplane_list_filters_and_links_to_a_detail_with_the_last_nack() {
     );
     assert!(body.contains("1 of 3 dataplanes."));
     assert!(body.contains(r#"href="/gui/meshes/default/dataplanes/backend-1""#));
+    // A parameter that does not parse is refused, naming it.
+    let (status, _, body) = get(&app, "/gui/dataplanes?zone=zone-2&offset=abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("offset"), "{body}");
+    assert!(body.contains("The dataplane filter is not valid"), "{body}");
     // An unknown filter value matches nothing rather than failing.
     let (status, _, body) = get(&app, "/gui/dataplanes?status=sideways").await;
     assert_eq!(status, StatusCode::OK);
